@@ -1,0 +1,42 @@
+# incluster: see README.md. Every target is a thin wrapper; the logic lives in
+# hack/ (scripts) and in Go packages, so CI and people run the same commands.
+
+SHELL := /bin/bash
+GO ?= go
+OUT ?= _output
+DEMO_IMAGE ?= incluster-demo:dev
+CLUSTER ?=
+export DEMO_IMAGE
+
+.PHONY: all build test lint fmt image cluster-up cluster-down cluster-status e2e demo bench clean
+
+all: build
+
+## build: compile the demo program into $(OUT)/bin/demo (static, stripped).
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(OUT)/bin/demo ./cmd/demo
+
+## test: unit tests with the race detector. No root, no cluster.
+test:
+	$(GO) test -race -count=1 ./...
+
+## lint: gofmt, go vet, staticcheck and govulncheck (pinned in hack/tools).
+lint:
+	hack/lint.sh
+
+## image: the demo image as a docker-archive tarball in $(OUT)/images/.
+image:
+	hack/images.sh demo
+
+## cluster-up / cluster-down / cluster-status: the local single-node cluster (root).
+cluster-up:
+	hack/local-cluster.sh up
+
+cluster-down:
+	hack/local-cluster.sh down
+
+cluster-status:
+	hack/local-cluster.sh status
+
+clean:
+	rm -rf $(OUT)
