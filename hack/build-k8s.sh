@@ -11,6 +11,7 @@
 set -euo pipefail
 
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SELF=${HACK_DIR}/$(basename "${BASH_SOURCE[0]}")
 K8S_VERSION=v1.37.2
 CACHE=${INCLUSTER_CACHE:-/var/cache/incluster}
 OUT=${CACHE}/k8s-${K8S_VERSION}
@@ -26,15 +27,13 @@ die() { echo "build-k8s.sh: $*" >&2; exit 1; }
 command -v go >/dev/null || die "go not found in PATH (Go 1.26 is expected at /usr/local/go/bin)"
 
 # The stamp names what was built: every input that changes the binaries.
-stamp() {
-	{
-		echo "kubernetes ${K8S_VERSION}"
-		go version
-		cd "${HACK_DIR}"
-		sha256sum go.mod go.sum cmd/etcd/main.go coredns/go.mod coredns/go.sum coredns/main.go
-		sed -n '/^# --- build recipe ---$/,$p' "${BASH_SOURCE[0]}" | sha256sum
-	}
-}
+stamp() (
+	echo "kubernetes ${K8S_VERSION}"
+	go version
+	cd "${HACK_DIR}"
+	sha256sum go.mod go.sum cmd/etcd/main.go coredns/go.mod coredns/go.sum coredns/main.go
+	sed -n '/^# --- build recipe ---$/,$p' "${SELF}" | sha256sum
+)
 
 up_to_date() {
 	[[ -f ${STAMP} ]] || return 1
