@@ -41,10 +41,18 @@ gobuild "${HACK_DIR}" "${TOOLS}/mkimage" ./cmd/mkimage
 image() { # image NAME REF BINARY [mkimage flags...]
 	local nm=$1 ref=$2 bin=$3
 	shift 3
-	local line
+	local line input
+	# Same binary, reference and flags as the tarball's: nothing to do.
+	input="$(sha256sum "${bin}" "${TOOLS}/mkimage" | cut -d' ' -f1 | tr '\n' ' ')${ref} $*"
+	if [[ -f ${OUT}/${nm}.tar && -f ${OUT}/${nm}.input && $(<"${OUT}/${nm}.input") == "${input}" ]]; then
+		echo "images.sh: ${OUT}/${nm}.tar ${ref} $(<"${OUT}/${nm}.digest") (up to date)"
+		return 0
+	fi
+	rm -f "${OUT}/${nm}.input"
 	line=$("${TOOLS}/mkimage" -binary "${bin}" -ref "${ref}" -out "${OUT}/${nm}.tar" "$@") ||
 		die "mkimage failed for ${nm} (${ref})"
 	echo "${line##* }" >"${OUT}/${nm}.digest"
+	echo "${input}" >"${OUT}/${nm}.input"
 	echo "images.sh: ${OUT}/${nm}.tar ${ref} ${line##* }"
 }
 

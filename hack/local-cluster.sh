@@ -69,7 +69,7 @@ SYSCTLS=(
 	net.netfilter.nf_conntrack_tcp_timeout_established
 	net.netfilter.nf_conntrack_tcp_timeout_close_wait
 )
-DEBS=(containerd runc containernetworking-plugins iptables openssl conntrack)
+DEBS=(containerd runc containernetworking-plugins iptables nftables openssl conntrack)
 CNI_BIN=/usr/lib/cni
 
 log() { echo "local-cluster: $*"; }
@@ -140,15 +140,6 @@ stop_pid() {
 	done
 	warn "${what} (pid ${pid}) did not stop on SIGTERM: SIGKILL"
 	kill -KILL "${pid}" 2>/dev/null || true
-}
-
-stop() {
-	local pid
-	if pid=$(pid_of "$1"); then
-		log "stopping $1 (pid ${pid})"
-		stop_pid "${pid}" "$1"
-	fi
-	rm -f "${RUN}/$1.pid"
 }
 
 # wait_for WHAT SECONDS LOG CMD...: retry CMD until it succeeds.
@@ -300,6 +291,9 @@ net_up() {
 		ip link add "${BRIDGE}" type bridge
 		touch "${RUN}/bridge"
 	fi
+	# The pods' gateway first: the bridge CNI plugin accepts a bridge whose
+	# first IPv4 address is its gateway, and refuses one with another first.
+	ip addr replace "${POD_GW}/${POD_CIDR#*/}" dev "${BRIDGE}"
 	ip addr replace "${NODE_IP}/32" dev "${BRIDGE}"
 	ip link set "${BRIDGE}" up
 	# Pods reach services through the host (DNAT, then back out the bridge).
@@ -340,6 +334,32 @@ ipt_cleanup() {
 			echo COMMIT
 		} | "${ipt}-restore" --noflush || warn "${ipt}: could not remove chains from table ${table}: ${chains//$'\n'/ }"
 	done
+}
+
+# ipt_tables: the iptables tables that exist, one "family table" a line.
+ipt_tables() {
+	iptables-save 2>/dev/null | sed -n 's/^\*/ip /p'
+	ip6tables-save 2>/dev/null | sed -n 's/^\*/ip6 /p'
+}
+
+# drop_new_tables: with the nf_tables backend, using iptables creates tables
+# that did not exist before; delete those that up created and are now empty
+# again (builtin chains with ACCEPT policy, no rules).
+drop_new_tables() {
+	local fam table save
+	[[ -f ${RUN}/ipt-tables.before ]] || return 0
+	iptables -V 2>/dev/null | grep -q nf_tables || return 0
+	command -v nft >/dev/null || { warn "nft missing: empty iptables tables stay"; return 0; }
+	while read -r fam table; do
+		grep -qxF "${fam} ${table}" "${RUN}/ipt-tables.before" && continue
+		save=iptables-save
+		[[ ${fam} == ip6 ]] && save=ip6tables-save
+		if "${save}" -t "${table}" | grep -vE '^(#|\*|COMMIT$|:[A-Z]+ ACCEPT )' | grep -q .; then
+			warn "${save} -t ${table} is not empty: left in place"
+			continue
+		fi
+		nft delete table "${fam}" "${table}" || warn "could not delete nft table ${fam} ${table}"
+	done < <(ipt_tables)
 }
 
 # ---------------------------------------------------------------- configs
@@ -552,6 +572,7 @@ cmd_up() {
 	ls /run/netns 2>/dev/null >"${RUN}/netns.before" || true
 	[[ -d /run/containerd ]] || touch "${RUN}/created-run-containerd"
 	save_sysctls
+	[[ -f ${RUN}/ipt-tables.before ]] || ipt_tables >"${RUN}/ipt-tables.before"
 	net_up
 	write_configs
 
@@ -690,13 +711,27 @@ unmount_all() {
 	return 0
 }
 
-cmd_down() {
-	local c
-	mkdir -p "${RUN}" "${LOGS}"
-	for ((c = ${#COMPONENTS[@]} - 1; c >= 0; c--)); do
-		[[ ${COMPONENTS[c]} == containerd ]] && kill_pods
-		stop "${COMPONENTS[c]}"
+# stop_group NAME...: stop these components at once, and wait for them.
+stop_group() {
+	local c pid pids=()
+	for c in "$@"; do
+		if pid=$(pid_of "${c}"); then
+			log "stopping ${c} (pid ${pid})"
+			stop_pid "${pid}" "${c}" &
+			pids+=($!)
+		fi
 	done
+	((${#pids[@]} == 0)) || wait "${pids[@]}"
+	for c in "$@"; do rm -f "${RUN}/${c}.pid"; done
+}
+
+cmd_down() {
+	mkdir -p "${RUN}" "${LOGS}"
+	# Clients of the apiserver first (kubelet first of all: no pod restarts),
+	# then the apiserver, then what it needs.
+	stop_group kubelet kube-proxy kube-controller-manager kube-scheduler
+	stop_group kube-apiserver
+	stop_group etcd containerd
 	kill_pods
 	stop_shims
 	if [[ -x ${BIN}/kube-proxy ]] && { iptables-save 2>/dev/null | grep -q '^:KUBE-'; }; then
@@ -704,6 +739,7 @@ cmd_down() {
 	fi
 	ipt_cleanup iptables
 	ipt_cleanup ip6tables
+	drop_new_tables
 	unmount_all
 	if [[ -f ${RUN}/netns.before && ! -s ${RUN}/netns.before ]]; then
 		rmdir /run/netns 2>/dev/null || true
