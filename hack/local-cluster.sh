@@ -130,11 +130,12 @@ start() {
 	echo $! >"${RUN}/${name}.pid"
 }
 
-# stop_pid PID WHAT: SIGTERM, then SIGKILL after 15 s.
+# stop_pid PID WHAT: SIGTERM, then SIGKILL after 5 s (a graceful apiserver
+# shutdown can take longer, and nothing here needs one: down wipes the data).
 stop_pid() {
 	local pid=$1 what=$2 i
 	kill -TERM "${pid}" 2>/dev/null || return 0
-	for ((i = 0; i < 150; i++)); do
+	for ((i = 0; i < 50; i++)); do
 		kill -0 "${pid}" 2>/dev/null || return 0
 		sleep 0.1
 	done

@@ -44,7 +44,7 @@ snapshot() { # snapshot DIR
 	ip -o link | sed -E 's/^[0-9]+: //' | sort >"${d}/links"
 	local t
 	for t in iptables ip6tables; do
-		"${t}-save" | grep -v '^#' | sed -E 's/ \[[0-9]+:[0-9]+\]$//' >"${d}/${t}"
+		"${t}-save" | sed -E -e '/^#/d' -e 's/ \[[0-9]+:[0-9]+\]$//' >"${d}/${t}"
 	done
 	# mount point, root, fs type, source: not the IDs, which change.
 	awk '{ sep = 0; for (i = 7; i <= NF; i++) if ($i == "-") { sep = i; break }
