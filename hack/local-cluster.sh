@@ -553,13 +553,13 @@ cmd_up() {
 	mkdir -p "${STATE}"
 	install_deps
 	build_all
-	if all_running && bridge_exists; then
+	if all_running && bridge_exists && [[ -f ${RUN}/up-complete ]]; then
 		log "the cluster already runs; refreshing images"
 		import_images
 		print_usage
 		return 0
 	fi
-	if any_running || [[ -f ${RUN}/sysctl.saved ]] || bridge_exists; then
+	if any_running || [[ -d ${RUN} ]] || bridge_exists; then
 		log "found a partial or crashed cluster: cleaning up first"
 		cmd_down
 	fi
@@ -569,6 +569,7 @@ cmd_up() {
 	log "starting; logs in ${LOGS}"
 	UP_DONE=false
 	trap 'on_up_exit' EXIT
+	trap 'exit 130' INT TERM
 	gen_pki
 	ls /run/netns 2>/dev/null >"${RUN}/netns.before" || true
 	[[ -d /run/containerd ]] || touch "${RUN}/created-run-containerd"
@@ -633,6 +634,7 @@ cmd_up() {
 	wait_for "CoreDNS to answer for kubernetes.default.svc" 120 "${LOGS}/kubelet.log" dns_answers
 	for c in "${COMPONENTS[@]}"; do check_running "${c}"; done
 	UP_DONE=true
+	touch "${RUN}/up-complete"
 	log "cluster up in $((SECONDS - t0)) s"
 	print_usage
 }
