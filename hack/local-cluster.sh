@@ -80,7 +80,7 @@ die() {
 }
 
 need_root() {
-	[[ ${EUID} -eq 0 ]] || die "'$1' must run as root: it starts containerd and kubelet and changes iptables, bridges, mounts, cgroups and sysctls. Try: sudo $0 $1"
+	[[ ${EUID} -eq 0 ]] || die "'$1' must run as root (the cluster runs containerd and kubelet as root and changes iptables, a bridge, mounts, cgroups and sysctls; its state is root's). Try: sudo $0 $1"
 }
 
 bridge_exists() { ip link show dev "${BRIDGE}" >/dev/null 2>&1; }
@@ -104,14 +104,16 @@ binary_of() {
 	esac
 }
 
-# pid_of NAME: the PID recorded for NAME if that process still runs that binary.
+# pid_of NAME: the PID recorded for NAME if that process still runs the binary
+# recorded with it (so a reused PID is never taken for ours, and down works
+# whatever INCLUSTER_CACHE says now).
 pid_of() {
-	local f=${RUN}/$1.pid pid exe
+	local f=${RUN}/$1.pid pid bin exe
 	[[ -f ${f} ]] || return 1
-	pid=$(<"${f}")
-	[[ ${pid} =~ ^[0-9]+$ ]] || return 1
+	read -r pid bin <"${f}" || true
+	[[ ${pid} =~ ^[0-9]+$ && -n ${bin} ]] || return 1
 	exe=$(readlink "/proc/${pid}/exe" 2>/dev/null) || return 1
-	[[ ${exe} == "$(binary_of "$1")" ]] || return 1
+	[[ ${exe} == "${bin}" ]] || return 1
 	echo "${pid}"
 }
 
@@ -127,7 +129,7 @@ start() {
 	fi
 	echo "=== $(date -u +%FT%TZ) ${bin} $*" >>"${LOGS}/${name}.log"
 	setsid "${bin}" "$@" </dev/null >>"${LOGS}/${name}.log" 2>&1 &
-	echo $! >"${RUN}/${name}.pid"
+	echo "$! ${bin}" >"${RUN}/${name}.pid"
 }
 
 # stop_pid PID WHAT: SIGTERM, then SIGKILL after 5 s (a graceful apiserver
