@@ -24,7 +24,9 @@ ALL_BINS=("${K8S_CMDS[@]}" etcd coredns)
 
 die() { echo "build-k8s.sh: $*" >&2; exit 1; }
 
-command -v go >/dev/null || die "go not found in PATH (Go 1.26 is expected at /usr/local/go/bin)"
+# sudo often drops /usr/local/go/bin from PATH.
+if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then PATH=/usr/local/go/bin:${PATH}; fi
+command -v go >/dev/null || die "go not found in PATH nor in /usr/local/go/bin (Go 1.26 is needed)"
 
 # The stamp names what was built: every input that changes the binaries.
 stamp() (

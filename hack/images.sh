@@ -27,7 +27,9 @@ case ${what} in
 demo | all) ;;
 *) die "usage: images.sh [demo|all] (got '${what}')" ;;
 esac
-command -v go >/dev/null || die "go not found in PATH"
+# sudo often drops /usr/local/go/bin from PATH.
+if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then PATH=/usr/local/go/bin:${PATH}; fi
+command -v go >/dev/null || die "go not found in PATH nor in /usr/local/go/bin (Go 1.26 is needed)"
 
 # Reproducible static builds: no VCS stamp, no paths, no cgo.
 gobuild() { # gobuild DIR OUT PKG
