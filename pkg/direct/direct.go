@@ -1,0 +1,207 @@
+package direct
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/version"
+
+	"github.com/incluster/incluster/pkg/serviceaccount"
+)
+
+// DefaultHost is the API server's name in cluster DNS, as on the docs page.
+const DefaultHost = "kubernetes.default.svc"
+
+// maxBody bounds what is read of an answer; discovery documents are small.
+const maxBody = 4 << 20
+
+// Options say where the API server is and where the credentials are.
+// The zero value means: https://kubernetes.default.svc:443, credentials from
+// serviceaccount.DefaultDir, a 10 s timeout per request.
+type Options struct {
+	// Host is host or host:port of the API server. Empty means
+	// DefaultHost; FromEnv fills it from KUBERNETES_SERVICE_HOST/_PORT.
+	Host string
+	// Dir is the service-account directory; empty means serviceaccount.DefaultDir.
+	Dir string
+	// Timeout bounds each request; zero means 10 s.
+	Timeout time.Duration
+	// UserAgent is sent with every request; empty means "incluster-direct".
+	UserAgent string
+}
+
+// Client sends authenticated GETs to one API server. It is safe for
+// concurrent use.
+type Client struct {
+	base      string
+	caPath    string
+	token     string
+	userAgent string
+	http      *http.Client
+}
+
+// New reads the token and CA and returns a client for opts.Host. Its errors
+// are *serviceaccount.ConfigError values naming the file at fault.
+func New(opts Options) (*Client, error) {
+	token, err := serviceaccount.Token(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	caPath, pool, err := serviceaccount.CAPath(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	host := opts.Host
+	if host == "" {
+		host = DefaultHost
+	}
+	if _, _, err := net.SplitHostPort(host); err != nil {
+		host = net.JoinHostPort(strings.Trim(host, "[]"), "443")
+	}
+	timeout := opts.Timeout
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	ua := opts.UserAgent
+	if ua == "" {
+		ua = "incluster-direct"
+	}
+	transport := &http.Transport{
+		Proxy:               nil, // in-cluster traffic never goes through an HTTP proxy
+		TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+		ForceAttemptHTTP2:   true,
+		TLSHandshakeTimeout: timeout,
+		DialContext:         (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	return &Client{
+		base:      "https://" + host,
+		caPath:    caPath,
+		token:     token,
+		userAgent: ua,
+		http:      &http.Client{Transport: transport, Timeout: timeout},
+	}, nil
+}
+
+// FromEnv is the Host the kubelet advertises in KUBERNETES_SERVICE_HOST and
+// KUBERNETES_SERVICE_PORT (an IP address, so it needs no cluster DNS).
+func FromEnv() (string, error) { return serviceaccount.Host() }
+
+// URL is the base URL requests go to, e.g. https://kubernetes.default.svc:443.
+func (c *Client) URL() string { return c.base }
+
+// APIVersions GETs /api, the document the docs page's curl prints.
+func (c *Client) APIVersions(ctx context.Context) (*metav1.APIVersions, error) {
+	var v metav1.APIVersions
+	if err := c.Get(ctx, "/api", &v); err != nil {
+		return nil, err
+	}
+	if v.Kind != "APIVersions" {
+		return nil, fmt.Errorf("GET %s/api: the answer is not an APIVersions document (kind %q); is %s a Kubernetes API server?", c.base, v.Kind, c.base)
+	}
+	return &v, nil
+}
+
+// ServerVersion GETs /version.
+func (c *Client) ServerVersion(ctx context.Context) (*version.Info, error) {
+	var v version.Info
+	if err := c.Get(ctx, "/version", &v); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// StatusError is a non-2xx answer from the API server.
+type StatusError struct {
+	URL     string
+	Code    int
+	Message string // the Status message the server sent, if any
+}
+
+func (e *StatusError) Error() string {
+	msg := fmt.Sprintf("GET %s: %d %s", e.URL, e.Code, http.StatusText(e.Code))
+	if e.Message != "" {
+		msg += ": " + e.Message
+	}
+	switch e.Code {
+	case http.StatusUnauthorized:
+		msg += " (the service-account token was rejected: it is expired, revoked, or for another cluster; a fresh token is mounted automatically unless the pod's token volume is stale)"
+	case http.StatusForbidden:
+		msg += " (the service account lacks RBAC permission: bind it to a Role that allows this request)"
+	case http.StatusTooManyRequests:
+		msg += " (API Priority and Fairness is rejecting requests: retry later)"
+	}
+	return msg
+}
+
+// Get sends an authenticated GET for path and decodes the JSON answer into out.
+func (c *Client) Get(ctx context.Context, path string, out any) error {
+	url := c.base + path
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.userAgent)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w%s", url, unwrapURLError(err), c.hint(err))
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return fmt.Errorf("GET %s: reading the answer: %w", url, err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		var st metav1.Status
+		_ = json.Unmarshal(body, &st) // best effort: the message, if it is a Status
+		return &StatusError{URL: url, Code: resp.StatusCode, Message: st.Message}
+	}
+	if ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); ct != "application/json" {
+		return fmt.Errorf("GET %s: the answer is %q, not JSON; is %s a Kubernetes API server?", url, ct, c.base)
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("GET %s: the answer is not valid JSON: %w", url, err)
+	}
+	return nil
+}
+
+// hint says what to do about a transport error.
+func (c *Client) hint(err error) string {
+	var cv *tls.CertificateVerificationError
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.Canceled):
+		return ""
+	case errors.As(err, &cv):
+		return " (the server's certificate is not signed by the CA in " + c.caPath + ": mount this cluster's CA bundle, or check that the host is this cluster's API server)"
+	case errors.As(err, &ne) && ne.Timeout():
+		return " (the API server did not answer in time: check that it runs and that a NetworkPolicy allows egress to it)"
+	default:
+		return " (cannot reach the API server: check the host name, cluster DNS, and NetworkPolicies that restrict egress)"
+	}
+}
+
+// unwrapURLError drops *url.Error's "Get \"URL\":" prefix, which the caller's
+// message already carries.
+func unwrapURLError(err error) error {
+	var ue interface{ Unwrap() error }
+	if errors.As(err, &ue) {
+		if inner := ue.Unwrap(); inner != nil {
+			return inner
+		}
+	}
+	return err
+}

@@ -1,0 +1,289 @@
+package incluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/version"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/incluster/incluster/pkg/serviceaccount"
+)
+
+// Defaults for the client settings. See the package doc for why QPS is off.
+const (
+	// DefaultQPS disables client-side rate limiting (client-go: QPS < 0).
+	DefaultQPS float32 = -1
+	// DefaultRequestTimeout bounds each call of Client's helpers. It is not
+	// set on the rest.Config, which would also cut long-running watches.
+	DefaultRequestTimeout = 10 * time.Second
+)
+
+// Option changes how New builds a Client.
+type Option func(*options)
+
+type options struct {
+	kubeconfig     *string // nil: not asked for
+	proxyURL       string
+	userAgent      string
+	qps            float32
+	burst          int
+	requestTimeout time.Duration
+}
+
+// WithKubeconfig makes New use a kubeconfig instead of the in-cluster
+// configuration, for development outside a cluster. Precedence: path if not
+// empty, then $KUBECONFIG, then ~/.kube/config (see KubeconfigConfig). The
+// namespace is POD_NAMESPACE if set, else the current context's.
+func WithKubeconfig(path string) Option { return func(o *options) { o.kubeconfig = &path } }
+
+// WithProxy makes New talk to a "kubectl proxy" sidecar at proxyURL over
+// plain HTTP to a loopback address (see ProxyConfig). The namespace still
+// comes from POD_NAMESPACE or the service-account namespace file.
+func WithProxy(proxyURL string) Option { return func(o *options) { o.proxyURL = proxyURL } }
+
+// WithUserAgent sets the User-Agent of every request, e.g. "my-controller/v1.2.0".
+// The default is client-go's, which names the program from os.Args[0].
+func WithUserAgent(ua string) Option { return func(o *options) { o.userAgent = ua } }
+
+// WithRateLimit turns client-side rate limiting on with a token bucket of
+// qps requests per second and the given burst (client-go's defaults are 5
+// and 10). qps < 0 turns it off, which is the default.
+func WithRateLimit(qps float32, burst int) Option {
+	return func(o *options) { o.qps, o.burst = qps, burst }
+}
+
+// WithRequestTimeout bounds each call of the Client's helpers (APIVersions,
+// ServerVersion, WhoAmI, Can). Zero means no bound beyond the context's.
+// The default is DefaultRequestTimeout.
+func WithRequestTimeout(d time.Duration) Option { return func(o *options) { o.requestTimeout = d } }
+
+// Client holds one rest.Config and the clients built from it, which share
+// one HTTP transport, and the pod's namespace. It is safe for concurrent use.
+type Client struct {
+	config    *rest.Config
+	http      *http.Client
+	clientset *kubernetes.Clientset
+	discovery *discovery.DiscoveryClient
+
+	namespace       string
+	namespaceSource NamespaceSource
+	requestTimeout  time.Duration
+}
+
+// New builds a Client from the in-cluster configuration (rest.InClusterConfig),
+// or from a kubeconfig or kubectl proxy if asked to with WithKubeconfig or
+// WithProxy. Configuration problems, the namespace included, are returned as
+// *ConfigError; errors.Is(err, rest.ErrNotInCluster) tells "not in a pod".
+// New sends no request.
+func New(opts ...Option) (*Client, error) {
+	o := options{qps: DefaultQPS, requestTimeout: DefaultRequestTimeout}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.kubeconfig != nil && o.proxyURL != "" {
+		return nil, errors.New("incluster.New: WithKubeconfig and WithProxy exclude each other")
+	}
+
+	var (
+		cfg     *rest.Config
+		ns      string
+		source  NamespaceSource
+		err     error
+		kubeNS  string
+		kubeCfg = o.kubeconfig != nil
+	)
+	switch {
+	case kubeCfg:
+		cfg, kubeNS, err = KubeconfigConfig(*o.kubeconfig)
+	case o.proxyURL != "":
+		cfg, err = ProxyConfig(o.proxyURL)
+	default:
+		cfg, err = InClusterConfig()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if kubeCfg {
+		ns, source, err = kubeconfigNamespace(kubeNS)
+	} else {
+		ns, source, err = serviceaccount.Namespace(serviceAccountDir)
+	}
+	if err != nil {
+		return nil, err
+	}
+
+	cfg = rest.CopyConfig(cfg)
+	cfg.QPS, cfg.Burst = o.qps, o.burst
+	if o.userAgent != "" {
+		cfg.UserAgent = o.userAgent
+	} else if cfg.UserAgent == "" {
+		cfg.UserAgent = rest.DefaultKubernetesUserAgent()
+	}
+	return newForConfig(cfg, ns, source, o.requestTimeout)
+}
+
+// NewForConfig builds a Client from a config the caller made, with the
+// namespace given. The config is used as is (QPS, user agent, timeouts).
+func NewForConfig(cfg *rest.Config, namespace string) (*Client, error) {
+	if err := serviceaccount.ValidateNamespace(namespace); err != nil {
+		return nil, err
+	}
+	return newForConfig(rest.CopyConfig(cfg), namespace, "", DefaultRequestTimeout)
+}
+
+func newForConfig(cfg *rest.Config, ns string, source NamespaceSource, timeout time.Duration) (*Client, error) {
+	httpClient, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, &ConfigError{Source: "client configuration", Reason: err.Error(), Fix: "check the CA bundle and client certificate settings", Err: err}
+	}
+	cs, err := kubernetes.NewForConfigAndClient(cfg, httpClient)
+	if err != nil {
+		return nil, &ConfigError{Source: "client configuration", Reason: err.Error(), Fix: "check QPS/Burst (WithRateLimit)", Err: err}
+	}
+	dc, err := discovery.NewDiscoveryClientForConfigAndClient(cfg, httpClient)
+	if err != nil {
+		return nil, &ConfigError{Source: "client configuration", Reason: err.Error(), Fix: "check QPS/Burst (WithRateLimit)", Err: err}
+	}
+	return &Client{
+		config: cfg, http: httpClient, clientset: cs, discovery: dc,
+		namespace: ns, namespaceSource: source, requestTimeout: timeout,
+	}, nil
+}
+
+func kubeconfigNamespace(contextNS string) (string, NamespaceSource, error) {
+	if _, ok := os.LookupEnv(serviceaccount.PodNamespaceEnv); ok {
+		return serviceaccount.Namespace(serviceAccountDir) // validates POD_NAMESPACE
+	}
+	if contextNS == "" {
+		return "", "", &ConfigError{Source: "kubeconfig", Reason: "the current context sets no namespace and " + serviceaccount.PodNamespaceEnv + " is not set",
+			Fix: "set one with: kubectl config set-context --current --namespace=NAME"}
+	}
+	if err := serviceaccount.ValidateNamespace(contextNS); err != nil {
+		return "", "", &ConfigError{Source: "kubeconfig", Reason: err.Error(), Fix: "fix the current context's namespace"}
+	}
+	return contextNS, FromKubeconfig, nil
+}
+
+// Config returns a copy of the rest.Config the clients use.
+func (c *Client) Config() *rest.Config { return rest.CopyConfig(c.config) }
+
+// HTTPClient returns the HTTP client every client of c shares.
+func (c *Client) HTTPClient() *http.Client { return c.http }
+
+// Kubernetes returns the typed clientset.
+func (c *Client) Kubernetes() kubernetes.Interface { return c.clientset }
+
+// Discovery returns the discovery client.
+func (c *Client) Discovery() discovery.DiscoveryInterface { return c.discovery }
+
+// Host returns the API server's URL, e.g. https://10.96.0.1:443.
+func (c *Client) Host() string { return c.config.Host }
+
+// Namespace returns the pod's namespace.
+func (c *Client) Namespace() string { return c.namespace }
+
+// NamespaceSource says where Namespace came from.
+func (c *Client) NamespaceSource() NamespaceSource { return c.namespaceSource }
+
+func (c *Client) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if c.requestTimeout <= 0 {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, c.requestTimeout)
+}
+
+// APIVersions returns the server's /api document, as curl shows it on the
+// docs page, serverAddressByClientCIDRs included. It sends one GET with
+// Accept: application/json; the discovery client's ServerGroups asks for
+// aggregated discovery instead and drops serverAddressByClientCIDRs.
+func (c *Client) APIVersions(ctx context.Context) (*metav1.APIVersions, error) {
+	var v metav1.APIVersions
+	if err := c.getJSON(ctx, "/api", &v); err != nil {
+		return nil, err
+	}
+	if v.Kind != "APIVersions" {
+		return nil, fmt.Errorf("GET %s/api: the answer is not an APIVersions document (kind %q); is this a Kubernetes API server?", c.config.Host, v.Kind)
+	}
+	return &v, nil
+}
+
+// ServerVersion returns the server's /version document.
+func (c *Client) ServerVersion(ctx context.Context) (*version.Info, error) {
+	var v version.Info
+	if err := c.getJSON(ctx, "/version", &v); err != nil {
+		return nil, err
+	}
+	if v.GitVersion == "" {
+		return nil, fmt.Errorf("GET %s/version: the answer has no gitVersion; is this a Kubernetes API server?", c.config.Host)
+	}
+	return &v, nil
+}
+
+func (c *Client) getJSON(ctx context.Context, path string, out any) error {
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	raw, err := c.discovery.RESTClient().Get().AbsPath(path).
+		SetHeader("Accept", "application/json").Do(ctx).Raw()
+	if err != nil {
+		return explain(err, "GET "+c.config.Host+path, "")
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return fmt.Errorf("GET %s%s: the answer is not JSON (%v); is this a Kubernetes API server?", c.config.Host, path, err)
+	}
+	return nil
+}
+
+// WhoAmI asks the API server who the client is (a SelfSubjectReview, what
+// "kubectl auth whoami" does). In a pod: system:serviceaccount:NS:NAME.
+func (c *Client) WhoAmI(ctx context.Context) (authenticationv1.UserInfo, error) {
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	r, err := c.clientset.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		return authenticationv1.UserInfo{}, explain(err, "create SelfSubjectReview", "")
+	}
+	return r.Status.UserInfo, nil
+}
+
+// Decision is the answer to an access check.
+type Decision struct {
+	Allowed bool
+	// Reason is the authorizer's explanation, if it gave one.
+	Reason string
+}
+
+// Can asks the API server whether the client may do what attrs describe (a
+// SelfSubjectAccessReview, what "kubectl auth can-i" does). An empty
+// attrs.Namespace means the client's namespace. A denial is not an error:
+// it is Decision{Allowed: false}.
+func (c *Client) Can(ctx context.Context, attrs authorizationv1.ResourceAttributes) (Decision, error) {
+	if attrs.Namespace == "" {
+		attrs.Namespace = c.namespace
+	}
+	ctx, cancel := c.withTimeout(ctx)
+	defer cancel()
+	r, err := c.clientset.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+		Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &attrs},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return Decision{}, explain(err, "create SelfSubjectAccessReview", "")
+	}
+	return Decision{Allowed: r.Status.Allowed, Reason: r.Status.Reason}, nil
+}
+
+// CanListPods reports whether the client may list pods in its namespace.
+func (c *Client) CanListPods(ctx context.Context) (bool, error) {
+	d, err := c.Can(ctx, authorizationv1.ResourceAttributes{Verb: "list", Resource: "pods"})
+	return d.Allowed, err
+}

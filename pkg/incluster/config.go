@@ -1,0 +1,148 @@
+package incluster
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/incluster/incluster/pkg/serviceaccount"
+)
+
+// ConfigError is the error type for an unusable configuration: it names the
+// file or variable at fault and says what to do. Programs can tell it apart
+// from API errors with errors.As.
+type ConfigError = serviceaccount.ConfigError
+
+// NamespaceSource says where the namespace came from.
+type NamespaceSource = serviceaccount.NamespaceSource
+
+// Where a namespace can come from.
+const (
+	FromEnv        = serviceaccount.FromEnv
+	FromFile       = serviceaccount.FromFile
+	FromKubeconfig = serviceaccount.FromKubeconfig
+)
+
+// Test seams: the service-account directory our checks read, and the
+// function that builds the config (rest.InClusterConfig reads fixed paths).
+var (
+	serviceAccountDir   = serviceaccount.DefaultDir
+	loadInClusterConfig = rest.InClusterConfig
+)
+
+// InClusterConfig returns rest.InClusterConfig's config after checking what
+// it needs: both service variables set and valid (IPv6 hosts included), a
+// non-empty token file and a CA bundle that parses. rest.InClusterConfig
+// alone accepts an empty token and, with a broken CA, only logs and goes on
+// to fail later with "certificate signed by unknown authority".
+//
+// Errors are *ConfigError values; errors.Is(err, rest.ErrNotInCluster) holds
+// when the service variables are not set.
+func InClusterConfig() (*rest.Config, error) {
+	if _, err := serviceaccount.Host(); err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) && errors.Is(err, serviceaccount.ErrNotInPod) {
+			ce.Err = errors.Join(ce.Err, rest.ErrNotInCluster)
+		}
+		return nil, err
+	}
+	if _, err := serviceaccount.Token(serviceAccountDir); err != nil {
+		return nil, err
+	}
+	caPath, _, err := serviceaccount.CAPath(serviceAccountDir)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := loadInClusterConfig()
+	if err != nil {
+		return nil, &ConfigError{Source: serviceAccountDir, Reason: "rest.InClusterConfig failed: " + err.Error(),
+			Fix: "check the service-account mount", Err: err}
+	}
+	if cfg.TLSClientConfig.CAFile == "" && len(cfg.TLSClientConfig.CAData) == 0 {
+		return nil, &ConfigError{Source: caPath, Reason: "rest.InClusterConfig could not load the CA bundle",
+			Fix: "mount the cluster's CA bundle (the kube-root-ca.crt ConfigMap) there"}
+	}
+	return cfg, nil
+}
+
+// KubeconfigConfig loads a kubeconfig for use outside a cluster. Precedence:
+// path if not empty; else the files in $KUBECONFIG (merged, as kubectl does);
+// else ~/.kube/config. It uses the current context and never falls back to
+// the in-cluster config. It also returns the current context's namespace,
+// which is empty if the context sets none.
+func KubeconfigConfig(path string) (*rest.Config, string, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	source := "~/.kube/config"
+	switch {
+	case path != "":
+		rules = &clientcmd.ClientConfigLoadingRules{ExplicitPath: path}
+		source = path
+	case os.Getenv(clientcmd.RecommendedConfigPathEnvVar) != "":
+		source = "$" + clientcmd.RecommendedConfigPathEnvVar + " (" + os.Getenv(clientcmd.RecommendedConfigPathEnvVar) + ")"
+	default:
+		if home, err := os.UserHomeDir(); err == nil {
+			source = filepath.Join(home, ".kube", "config")
+		}
+	}
+	raw, err := rules.Load()
+	if err != nil {
+		return nil, "", &ConfigError{Source: source, Reason: "cannot load the kubeconfig: " + err.Error(),
+			Fix: "pass a readable kubeconfig with --kubeconfig or KUBECONFIG", Err: err}
+	}
+	if raw == nil || len(raw.Contexts) == 0 {
+		return nil, "", &ConfigError{Source: source, Reason: "no kubeconfig with a context found",
+			Fix: "pass a kubeconfig with --kubeconfig or KUBECONFIG, or create one (kind create cluster, make cluster-up)"}
+	}
+	ctx, ok := raw.Contexts[raw.CurrentContext]
+	if raw.CurrentContext == "" || !ok {
+		return nil, "", &ConfigError{Source: source, Reason: fmt.Sprintf("the current context %q does not exist", raw.CurrentContext),
+			Fix: "choose one with: kubectl config use-context NAME"}
+	}
+	cfg, err := clientcmd.NewDefaultClientConfig(*raw, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, "", &ConfigError{Source: source, Reason: "the kubeconfig is invalid: " + err.Error(),
+			Fix: "check it with: kubectl config view", Err: err}
+	}
+	return cfg, contextNamespace(ctx), nil
+}
+
+func contextNamespace(ctx *clientcmdapi.Context) string {
+	if ctx == nil {
+		return ""
+	}
+	return ctx.Namespace
+}
+
+// ProxyConfig returns a config for a "kubectl proxy" sidecar at proxyURL,
+// e.g. http://127.0.0.1:8001. The proxy adds the pod's credentials, so the
+// config carries none. Because the traffic is plain HTTP, the host must be a
+// loopback address or "localhost": a sidecar shares the pod's network
+// namespace, and plain HTTP must not leave it.
+func ProxyConfig(proxyURL string) (*rest.Config, error) {
+	u, err := url.Parse(proxyURL)
+	if err != nil || u.Scheme != "http" || u.Host == "" {
+		return nil, &ConfigError{Source: proxyURL, Reason: "not an http:// URL of a kubectl proxy",
+			Fix: "use the sidecar's address, e.g. http://127.0.0.1:8001 for kubectl proxy --port=8001"}
+	}
+	if !isLoopback(u.Hostname()) {
+		return nil, &ConfigError{Source: proxyURL, Reason: "the proxy host is not a loopback address; plain HTTP with a proxy's credentials must not leave the pod",
+			Fix: "run kubectl proxy as a sidecar and use http://127.0.0.1:PORT"}
+	}
+	return &rest.Config{Host: strings.TrimSuffix(u.String(), "/")}, nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,24 @@
+// Package incluster is a thin layer over client-go for programs that run in a
+// Kubernetes pod and talk to the API server of their own cluster.
+//
+// New builds one *rest.Config with rest.InClusterConfig, after checking the
+// service-account mount so that failures name the missing file or variable
+// and say what to do. From that config it builds the typed clientset and the
+// discovery client over one shared HTTP transport (one connection pool, one
+// HTTP/2 connection), and it resolves the pod's namespace (POD_NAMESPACE,
+// then the service-account namespace file; never a silent "default").
+//
+// On top it offers what a controller author asks for next: the server's /api
+// document exactly as the server sends it (APIVersions), the server version,
+// who the pod is (WhoAmI, a SelfSubjectReview) and access checks (Can, a
+// SelfSubjectAccessReview). Every call takes a context and has a timeout.
+//
+// Client settings differ from client-go's defaults on purpose: client-side
+// rate limiting is off (QPS -1), as in controller-runtime, because API
+// Priority and Fairness on the server protects it better than a 5 QPS token
+// bucket in every client; WithRateLimit turns it back on.
+//
+// Outside a cluster, WithKubeconfig uses a kubeconfig file instead, and
+// WithProxy the plain-HTTP URL of a "kubectl proxy" sidecar. There is no
+// silent fallback from one way to another.
+package incluster
