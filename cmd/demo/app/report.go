@@ -1,0 +1,168 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/incluster/incluster/pkg/direct"
+	"github.com/incluster/incluster/pkg/incluster"
+)
+
+// Report is what the demo found, printed as one JSON object with -o json.
+// A field is omitted when its step did not run or failed; Error then says why.
+type Report struct {
+	Time            time.Time           `json:"time"`
+	Via             string              `json:"via"`
+	Namespace       string              `json:"namespace,omitempty"`
+	NamespaceSource string              `json:"namespaceSource,omitempty"`
+	Host            string              `json:"host,omitempty"`
+	APIVersions     *metav1.APIVersions `json:"apiVersions,omitempty"`
+	ServerVersion   string              `json:"serverVersion,omitempty"`
+	User            *User               `json:"user,omitempty"`
+	CanListPods     *bool               `json:"canListPods,omitempty"`
+	// Error lists the failed steps, "; "-separated, e.g. "whoami: ...".
+	Error string `json:"error,omitempty"`
+}
+
+// User is who the API server says the client is.
+type User struct {
+	Username string   `json:"username"`
+	Groups   []string `json:"groups,omitempty"`
+}
+
+// reporter asks one API server the report's questions through one client:
+// client (client-go, also through a proxy) or direct (net/http).
+type reporter struct {
+	via             string
+	client          *incluster.Client
+	direct          *direct.Client
+	namespace       string
+	namespaceSource string
+	host            string
+}
+
+// report sends the report's requests concurrently (over one HTTP/2
+// connection) and returns the report and the joined errors of failed steps.
+func (r *reporter) report(ctx context.Context) (*Report, error) {
+	rep := &Report{Time: now(), Via: r.via,
+		Namespace: r.namespace, NamespaceSource: r.namespaceSource, Host: r.host}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	step := func(name string, f func() error) {
+		wg.Go(func() {
+			if err := f(); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+				mu.Unlock()
+			}
+		})
+	}
+	if r.direct != nil {
+		step("apiVersions", func() (err error) { rep.APIVersions, err = r.direct.APIVersions(ctx); return err })
+		step("serverVersion", func() error {
+			v, err := r.direct.ServerVersion(ctx)
+			if err == nil {
+				rep.ServerVersion = v.GitVersion
+			}
+			return err
+		})
+	} else {
+		c := r.client
+		step("apiVersions", func() (err error) { rep.APIVersions, err = c.APIVersions(ctx); return err })
+		step("serverVersion", func() error {
+			v, err := c.ServerVersion(ctx)
+			if err == nil {
+				rep.ServerVersion = v.GitVersion
+			}
+			return err
+		})
+		step("whoami", func() error {
+			u, err := c.WhoAmI(ctx)
+			if err == nil {
+				rep.User = &User{Username: u.Username, Groups: u.Groups}
+			}
+			return err
+		})
+		step("canListPods", func() error {
+			ok, err := c.CanListPods(ctx)
+			if err == nil {
+				rep.CanListPods = &ok
+			}
+			return err
+		})
+	}
+	wg.Wait()
+	if len(errs) == 0 {
+		return rep, nil
+	}
+	// A stable order, whatever order the steps finished in.
+	order := map[string]int{"apiVersions": 0, "serverVersion": 1, "whoami": 2, "canListPods": 3}
+	sortErrs(errs, order)
+	err := errors.Join(errs...)
+	rep.Error = oneLine(err.Error())
+	return rep, err
+}
+
+func now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
+
+func sortErrs(errs []error, order map[string]int) {
+	key := func(e error) int { return order[strings.SplitN(e.Error(), ":", 2)[0]] }
+	for i := 1; i < len(errs); i++ {
+		for j := i; j > 0 && key(errs[j]) < key(errs[j-1]); j-- {
+			errs[j], errs[j-1] = errs[j-1], errs[j]
+		}
+	}
+}
+
+// writeReport prints r as one JSON line (json) or as aligned lines (text).
+func writeReport(w io.Writer, format string, r *Report) {
+	if format == "json" {
+		b, _ := json.Marshal(r) // a Report always marshals
+		fmt.Fprintf(w, "%s\n", b)
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	line := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(tw, "%s:\t%s\n", k, v)
+		}
+	}
+	line("via", r.Via)
+	line("host", r.Host)
+	if r.Namespace != "" {
+		line("namespace", fmt.Sprintf("%s (from %s)", r.Namespace, r.NamespaceSource))
+	}
+	if u := r.User; u != nil {
+		line("user", u.Username)
+		line("groups", strings.Join(u.Groups, ", "))
+	}
+	line("server version", r.ServerVersion)
+	if v := r.APIVersions; v != nil {
+		line("api versions", strings.Join(v.Versions, ", "))
+		var addrs []string
+		for _, a := range v.ServerAddressByClientCIDRs {
+			addrs = append(addrs, a.ClientCIDR+" -> "+a.ServerAddress)
+		}
+		line("server addresses", strings.Join(addrs, ", "))
+	}
+	if r.CanListPods != nil {
+		line("can list pods", map[bool]string{true: "yes", false: "no"}[*r.CanListPods])
+	}
+	tw.Flush()
+	if r.Error != "" {
+		fmt.Fprintln(w, "errors: see stderr")
+	}
+	fmt.Fprintln(w)
+}
