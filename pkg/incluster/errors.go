@@ -37,6 +37,15 @@ func explain(err error, op, _ string) error {
 	case isConnError(err):
 		hint = "cannot reach the API server: check the host, port and cluster DNS, and NetworkPolicies that restrict egress"
 	}
+	var status apierrors.APIStatus
+	if errors.As(err, &status) && status.Status().Code != 0 {
+		code := fmt.Sprintf("HTTP %d", status.Status().Code)
+		if hint == "" {
+			hint = code
+		} else {
+			hint = code + ": " + hint
+		}
+	}
 	if hint == "" {
 		return fmt.Errorf("%s: %w", op, err)
 	}
