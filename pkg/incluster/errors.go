@@ -57,3 +57,15 @@ func isConnError(err error) bool {
 	var de *net.DNSError
 	return errors.As(err, &oe) || errors.As(err, &de)
 }
+
+// Explain wraps err, an error of a client-go call, with op (what was being
+// done, e.g. "list pods in kube-system") and, for the usual failures (401,
+// 403, 404, 429, 5xx, timeouts, TLS and connection errors), the HTTP status
+// and what to do about it. The result wraps err: apierrors.IsForbidden and
+// errors.Is keep working. Client's own helpers already do this.
+func Explain(err error, op string) error {
+	if err == nil {
+		return nil
+	}
+	return explain(err, op, "")
+}

@@ -48,6 +48,8 @@ Flags:
                          proxy      a "kubectl proxy" sidecar over plain HTTP
   --proxy-url=URL      the sidecar's URL with --via=proxy (default http://127.0.0.1:8001)
   --server=HOST[:PORT] the API server with --via=rest (default kubernetes.default.svc:443)
+  --read-pods=NS       also list the pods in namespace NS, a read RBAC may refuse
+                       (with --via=client-go or proxy)
   --kubeconfig=PATH    outside a cluster: use this kubeconfig (with --via=client-go);
                        --kubeconfig= (empty) means $KUBECONFIG, then ~/.kube/config
   -o, --output=FORMAT  json (one object per report) or text (default text)
@@ -73,6 +75,7 @@ type options struct {
 	via        string
 	proxyURL   string
 	server     string
+	readPods   string
 	kubeconfig *string // nil: not given
 	output     string
 	watch      bool
@@ -135,6 +138,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (opts options, code int
 	fs.StringVar(&opts.via, "via", ViaClientGo, "")
 	fs.StringVar(&opts.proxyURL, "proxy-url", "http://127.0.0.1:8001", "")
 	fs.StringVar(&opts.server, "server", "", "")
+	fs.StringVar(&opts.readPods, "read-pods", "", "")
 	fs.Func("kubeconfig", "", func(s string) error { opts.kubeconfig = &s; return nil })
 	fs.StringVar(&opts.output, "output", "text", "")
 	fs.StringVar(&opts.output, "o", "text", "")
@@ -166,6 +170,10 @@ func parseFlags(args []string, stdout, stderr io.Writer) (opts options, code int
 		return usage("--kubeconfig works with --via=client-go only")
 	case set["proxy-url"] && opts.via != ViaProxy:
 		return usage("--proxy-url works with --via=proxy only")
+	case set["read-pods"] && opts.via == ViaREST:
+		return usage("--read-pods works with --via=client-go or proxy only")
+	case set["read-pods"] && serviceaccount.ValidateNamespace(opts.readPods) != nil:
+		return usage("--read-pods=%q: not a namespace name", opts.readPods)
 	case set["server"] && opts.via != ViaREST:
 		return usage("--server works with --via=rest only")
 	}
@@ -222,7 +230,7 @@ func newReporter(opts options) (*reporter, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &reporter{via: opts.via, client: c, namespace: c.Namespace(),
+		return &reporter{via: opts.via, client: c, readPods: opts.readPods, namespace: c.Namespace(),
 			namespaceSource: string(c.NamespaceSource()), host: c.Host()}, nil
 	}
 }

@@ -49,6 +49,12 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, `{"kind":"SelfSubjectReview","apiVersion":"authentication.k8s.io/v1","status":{"userInfo":{"username":"system:serviceaccount:demo-ns:demo","groups":["system:serviceaccounts","system:authenticated"]}}}`)
 	case "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews":
 		fmt.Fprint(w, `{"kind":"SelfSubjectAccessReview","apiVersion":"authorization.k8s.io/v1","status":{"allowed":true}}`)
+	case "/api/v1/namespaces/demo-ns/pods":
+		fmt.Fprint(w, `{"kind":"PodList","apiVersion":"v1","items":[{"metadata":{"name":"a"}},{"metadata":{"name":"b"}}]}`)
+	case "/api/v1/namespaces/other/pods":
+		w.WriteHeader(http.StatusForbidden)
+		fmt.Fprint(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Forbidden","code":403,`+
+			`"message":"pods is forbidden: User \"system:serviceaccount:demo-ns:demo\" cannot list resource \"pods\" in API group \"\" in the namespace \"other\""}`)
 	default:
 		http.NotFound(w, r)
 	}
@@ -187,6 +193,25 @@ func TestRunReports(t *testing.T) {
 	}
 }
 
+func TestRunReadPods(t *testing.T) {
+	notInPod(t)
+	_, _, kubeconfig, _ := startAPI(t)
+	code, out, errOut := run(t, t.Context(), "--kubeconfig", kubeconfig, "-o", "json", "--read-pods=demo-ns")
+	if r := decode(t, out); code != ExitOK || r.Pods == nil || *r.Pods != (Pods{Namespace: "demo-ns", Count: 2}) {
+		t.Errorf("exit %d, pods %+v, stderr %q", code, r.Pods, errOut)
+	}
+	code, out, errOut = run(t, t.Context(), "--kubeconfig", kubeconfig, "-o", "json", "--read-pods=other")
+	r := decode(t, out)
+	if code != ExitAPI || r.Pods != nil || r.APIVersions == nil {
+		t.Errorf("exit %d, pods %+v, want exit %d and no pods", code, r.Pods, ExitAPI)
+	}
+	for _, want := range []string{"readPods: list pods in namespace other", "cannot list resource", "HTTP 403", "Role and RoleBinding"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr %q lacks %q", errOut, want)
+		}
+	}
+}
+
 func TestRunText(t *testing.T) {
 	notInPod(t)
 	_, _, kubeconfig, _ := startAPI(t)
@@ -311,6 +336,8 @@ func TestRunUsage(t *testing.T) {
 		{"--proxy-url=http://127.0.0.1:1"},
 		{"--server=x:1"},
 		{"--watch=maybe"},
+		{"--read-pods=Not_A_Namespace"},
+		{"--via=rest", "--read-pods=x"},
 	}
 	for _, args := range tests {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {

@@ -29,8 +29,16 @@ type Report struct {
 	ServerVersion   string              `json:"serverVersion,omitempty"`
 	User            *User               `json:"user,omitempty"`
 	CanListPods     *bool               `json:"canListPods,omitempty"`
+	// Pods is the result of --read-pods.
+	Pods *Pods `json:"pods,omitempty"`
 	// Error lists the failed steps, "; "-separated, e.g. "whoami: ...".
 	Error string `json:"error,omitempty"`
+}
+
+// Pods says how many pods a list in Namespace returned.
+type Pods struct {
+	Namespace string `json:"namespace"`
+	Count     int    `json:"count"`
 }
 
 // User is who the API server says the client is.
@@ -45,6 +53,7 @@ type reporter struct {
 	via             string
 	client          *incluster.Client
 	direct          *direct.Client
+	readPods        string // namespace to list pods in; empty: none
 	namespace       string
 	namespaceSource string
 	host            string
@@ -102,13 +111,25 @@ func (r *reporter) report(ctx context.Context) (*Report, error) {
 			}
 			return err
 		})
+		if r.readPods != "" {
+			step("readPods", func() error {
+				ctx, cancel := context.WithTimeout(ctx, incluster.DefaultRequestTimeout)
+				defer cancel()
+				list, err := c.Kubernetes().CoreV1().Pods(r.readPods).List(ctx, metav1.ListOptions{})
+				if err != nil {
+					return incluster.Explain(err, "list pods in namespace "+r.readPods)
+				}
+				rep.Pods = &Pods{Namespace: r.readPods, Count: len(list.Items)}
+				return nil
+			})
+		}
 	}
 	wg.Wait()
 	if len(errs) == 0 {
 		return rep, nil
 	}
 	// A stable order, whatever order the steps finished in.
-	order := map[string]int{"apiVersions": 0, "serverVersion": 1, "whoami": 2, "canListPods": 3}
+	order := map[string]int{"apiVersions": 0, "serverVersion": 1, "whoami": 2, "canListPods": 3, "readPods": 4}
 	sortErrs(errs, order)
 	err := errors.Join(errs...)
 	rep.Error = oneLine(err.Error())
@@ -159,6 +180,9 @@ func writeReport(w io.Writer, format string, r *Report) {
 	}
 	if r.CanListPods != nil {
 		line("can list pods", map[bool]string{true: "yes", false: "no"}[*r.CanListPods])
+	}
+	if p := r.Pods; p != nil {
+		line("pods in "+p.Namespace, fmt.Sprint(p.Count))
 	}
 	tw.Flush()
 	if r.Error != "" {
