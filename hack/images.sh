@@ -5,7 +5,7 @@
 #   demo.tar      ${DEMO_IMAGE:-incluster-demo:dev}  ./cmd/demo, entrypoint /demo
 #   pause.tar     incluster.local/pause:v1           hack/cmd/pause (pod sandbox)
 #   coredns.tar   incluster.local/coredns:v1.15.0    hack/coredns
-#   kubectl.tar   incluster.local/kubectl:v1.37.2    kubectl, entrypoint /kubectl
+#   kubectl.tar   incluster.local/kubectl:v1.37.2    kubectl, entrypoint /bin/kubectl (as the official image)
 #   dnscheck.tar  incluster.local/dnscheck:v1        hack/cmd/dnscheck
 #
 # Every image is one static binary, user 65532:65532, no shell. The same
@@ -78,5 +78,5 @@ if [[ ${what} == all ]]; then
 	image pause incluster.local/pause:v1 "${TOOLS}/pause" -path /pause
 	image dnscheck incluster.local/dnscheck:v1 "${TOOLS}/dnscheck" -path /dnscheck
 	image coredns incluster.local/coredns:v1.15.0 "${K8S_BIN}/coredns" -path /coredns
-	image kubectl incluster.local/kubectl:v1.37.2 "${K8S_BIN}/kubectl" -path /kubectl
+	image kubectl incluster.local/kubectl:v1.37.2 "${K8S_BIN}/kubectl" -path /bin/kubectl
 fi

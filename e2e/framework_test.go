@@ -1,0 +1,297 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/apimachinery/pkg/util/strategicpatch"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/yaml"
+
+	"github.com/incluster/incluster/cmd/demo/app"
+)
+
+// Settings from the environment (hack/e2e.sh sets them).
+var (
+	client       kubernetes.Interface
+	demoImage    = envOr("DEMO_IMAGE", "incluster-demo:dev")
+	kubectlImage = envOr("KUBECTL_IMAGE", "incluster.local/kubectl:v1.37.2")
+	deployDir    = envOr("DEPLOY_DIR", filepath.Join("..", "deploy"))
+	podTimeout   = 3 * time.Minute
+)
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func TestMain(m *testing.M) {
+	kc := os.Getenv("KUBECONFIG")
+	if kc == "" {
+		fmt.Fprintln(os.Stderr, "e2e: KUBECONFIG is not set: point it at a cluster, or run make e2e (hack/e2e.sh)")
+		os.Exit(1)
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", kc)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: kubeconfig %s: %v\n", kc, err)
+		os.Exit(1)
+	}
+	cfg.QPS, cfg.Burst = -1, 0
+	client = kubernetes.NewForConfigOrDie(cfg)
+	fmt.Fprintf(os.Stderr, "e2e: cluster %s, demo image %s, kubectl image %s\n", cfg.Host, demoImage, kubectlImage)
+	os.Exit(m.Run())
+}
+
+// demoCase says how to deploy the demo for one test.
+type demoCase struct {
+	name           string
+	args           func(ns string) []string // demo flags; -o json is added
+	sidecar        bool                     // deploy/sidecar: kubectl proxy next to the demo
+	noRole         bool                     // leave out deploy/role.yaml and rolebinding.yaml
+	noToken        bool                     // automountServiceAccountToken: false
+	podNamespaceIn bool                     // POD_NAMESPACE from the downward API
+}
+
+// result is what a demo pod did.
+type result struct {
+	ns, sa   string
+	exitCode int32
+	logs     string
+	report   *app.Report // nil if the pod printed none
+}
+
+const demoContainer = "demo"
+
+// runDemo deploys the demo as c says into a namespace of its own, waits for
+// the demo container to exit and returns what it printed. The namespace goes
+// away when the test ends; if the test failed, its events and logs are
+// printed first.
+func runDemo(t *testing.T, c demoCase) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), podTimeout+time.Minute)
+	defer cancel()
+	ns := "e2e-" + c.name + "-" + rand.String(5)
+
+	var nsObj corev1.Namespace
+	load(t, "namespace.yaml", &nsObj)
+	nsObj.Name = ns
+	nsObj.Labels["app.kubernetes.io/part-of"] = "incluster-e2e"
+	create(t, ctx, func() error {
+		_, err := client.CoreV1().Namespaces().Create(ctx, &nsObj, metav1.CreateOptions{})
+		return err
+	})
+	t.Cleanup(func() { cleanup(t, ns) })
+
+	var sa corev1.ServiceAccount
+	load(t, "serviceaccount.yaml", &sa)
+	create(t, ctx, func() error {
+		_, err := client.CoreV1().ServiceAccounts(ns).Create(ctx, &sa, metav1.CreateOptions{})
+		return err
+	})
+	if !c.noRole {
+		var role rbacv1.Role
+		var binding rbacv1.RoleBinding
+		load(t, "role.yaml", &role)
+		load(t, "rolebinding.yaml", &binding)
+		create(t, ctx, func() error {
+			_, err := client.RbacV1().Roles(ns).Create(ctx, &role, metav1.CreateOptions{})
+			return err
+		})
+		create(t, ctx, func() error {
+			_, err := client.RbacV1().RoleBindings(ns).Create(ctx, &binding, metav1.CreateOptions{})
+			return err
+		})
+	}
+
+	pod := demoPod(t, c, ns)
+	create(t, ctx, func() error { _, err := client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); return err })
+
+	exitCode := waitForExit(t, ctx, ns, pod.Name)
+	raw, err := client.CoreV1().Pods(ns).GetLogs(pod.Name, &corev1.PodLogOptions{Container: demoContainer}).DoRaw(ctx)
+	if err != nil {
+		t.Fatalf("logs of %s/%s: %v", ns, pod.Name, err)
+	}
+	r := result{ns: ns, sa: sa.Name, exitCode: exitCode, logs: string(raw)}
+	t.Logf("pod %s/%s: exit code %d, log:\n%s", ns, pod.Name, exitCode, r.logs)
+	r.report = parseReport(t, r.logs)
+	return r
+}
+
+// demoPod is deploy/pod.yaml (with deploy/sidecar's patch if asked) adapted
+// to the case: image, flags, environment.
+func demoPod(t *testing.T, c demoCase, ns string) *corev1.Pod {
+	t.Helper()
+	var pod corev1.Pod
+	load(t, "pod.yaml", &pod)
+	if c.sidecar {
+		patched, err := strategicpatch.StrategicMergePatch(mustJSON(t, &pod), yamlToJSON(t, "sidecar/pod-patch.yaml"), &corev1.Pod{})
+		if err != nil {
+			t.Fatalf("applying deploy/sidecar/pod-patch.yaml: %v", err)
+		}
+		pod = corev1.Pod{}
+		if err := json.Unmarshal(patched, &pod); err != nil {
+			t.Fatal(err)
+		}
+		if len(pod.Spec.InitContainers) != 1 {
+			t.Fatalf("deploy/sidecar/pod-patch.yaml: want one sidecar, got %d", len(pod.Spec.InitContainers))
+		}
+		pod.Spec.InitContainers[0].Image = kubectlImage
+	}
+	i := slices.IndexFunc(pod.Spec.Containers, func(c corev1.Container) bool { return c.Name == demoContainer })
+	if i < 0 {
+		t.Fatalf("deploy/pod.yaml has no container %q", demoContainer)
+	}
+	demo := &pod.Spec.Containers[i]
+	demo.Image = demoImage
+	var args []string
+	if c.sidecar { // keep the patch's --via and --proxy-url
+		for _, a := range demo.Args {
+			if !strings.HasPrefix(a, "--output") {
+				args = append(args, a)
+			}
+		}
+	}
+	if c.args != nil {
+		args = append(args, c.args(ns)...)
+	}
+	demo.Args = append(args, "--output=json")
+	if c.podNamespaceIn {
+		demo.Env = append(demo.Env, corev1.EnvVar{Name: "POD_NAMESPACE",
+			ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}})
+	}
+	if c.noToken {
+		pod.Spec.AutomountServiceAccountToken = new(false)
+	}
+	return &pod
+}
+
+// waitForExit waits until the demo container has terminated and returns its
+// exit code.
+func waitForExit(t *testing.T, ctx context.Context, ns, name string) int32 {
+	t.Helper()
+	var code int32
+	err := wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, podTimeout, true, func(ctx context.Context) (bool, error) {
+		pod, err := client.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, nil // transient; the timeout ends it
+		}
+		for _, s := range pod.Status.ContainerStatuses {
+			if s.Name == demoContainer && s.State.Terminated != nil {
+				code = s.State.Terminated.ExitCode
+				return true, nil
+			}
+		}
+		return pod.Status.Phase == corev1.PodFailed, nil
+	})
+	if err != nil {
+		t.Fatalf("pod %s/%s: the demo did not exit within %s: %v", ns, name, podTimeout, err)
+	}
+	return code
+}
+
+// parseReport returns the last JSON report in logs, or nil if there is none.
+func parseReport(t *testing.T, logs string) *app.Report {
+	t.Helper()
+	var r *app.Report
+	sc := bufio.NewScanner(strings.NewReader(logs))
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		r = new(app.Report)
+		if err := json.Unmarshal([]byte(line), r); err != nil {
+			t.Fatalf("the demo printed a line that is not a JSON report: %v\n%s", err, line)
+		}
+	}
+	return r
+}
+
+// cleanup deletes the test's namespace; if the test failed, it first prints
+// the namespace's events and every container's log.
+func cleanup(t *testing.T, ns string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if t.Failed() {
+		if evs, err := client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{}); err == nil {
+			for _, e := range evs.Items {
+				t.Logf("event %s %s/%s: %s: %s", e.Type, e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Reason, e.Message)
+			}
+		}
+		if pods, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{}); err == nil {
+			for _, p := range pods.Items {
+				for _, c := range append(p.Spec.InitContainers, p.Spec.Containers...) {
+					raw, err := client.CoreV1().Pods(ns).GetLogs(p.Name, &corev1.PodLogOptions{Container: c.Name}).DoRaw(ctx)
+					t.Logf("log of %s/%s (err %v):\n%s", p.Name, c.Name, err, raw)
+				}
+			}
+		}
+	}
+	err := client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		t.Errorf("deleting namespace %s: %v", ns, err)
+	}
+}
+
+// load decodes deploy/<file> into obj.
+func load(t *testing.T, file string, obj runtime.Object) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(deployDir, file))
+	if err != nil {
+		t.Fatalf("reading the manifest: %v", err)
+	}
+	if _, _, err := scheme.Codecs.UniversalDeserializer().Decode(data, nil, obj); err != nil {
+		t.Fatalf("decoding %s: %v", file, err)
+	}
+	if m, ok := obj.(metav1.Object); ok && m.GetLabels() == nil {
+		m.SetLabels(map[string]string{})
+	}
+}
+
+func create(t *testing.T, ctx context.Context, f func() error) {
+	t.Helper()
+	if err := f(); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func yamlToJSON(t *testing.T, file string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(deployDir, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	return b
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# e2e.sh [local|kind|suite]: run the end-to-end suite (e2e/) against a real
+# cluster.
+#
+#   local  the local cluster of hack/local-cluster.sh (root; brought up if
+#          needed, images rebuilt and re-imported if they changed)
+#   kind   a kind cluster from kind-config.yaml (needs Docker): hack/kind.sh e2e
+#   suite  only the suite, against the cluster in $KUBECONFIG
+#
+# Without an argument: $CLUSTER, else kind where `docker info` works, else local.
+# Environment: DEMO_IMAGE (default incluster-demo:dev), KUBECTL_IMAGE (the proxy
+# sidecar's image), E2E_RUN (a go test -run pattern).
+set -euo pipefail
+
+HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "${HACK_DIR}/.." && pwd)
+export DEMO_IMAGE=${DEMO_IMAGE:-incluster-demo:dev}
+
+die() { echo "e2e.sh: $*" >&2; exit 1; }
+if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then PATH=/usr/local/go/bin:${PATH}; fi
+
+default_cluster() {
+	if docker info >/dev/null 2>&1; then echo kind; else echo local; fi
+}
+
+suite() {
+	[[ -n ${KUBECONFIG:-} ]] || die "KUBECONFIG is not set: which cluster should the suite use?"
+	echo "e2e.sh: suite against ${KUBECONFIG} (demo image ${DEMO_IMAGE}, kubectl image ${KUBECTL_IMAGE:-default})"
+	cd "${ROOT}/e2e"
+	go test -count=1 -v -timeout 20m ${E2E_RUN:+-run "${E2E_RUN}"} ./...
+}
+
+what=${1:-${CLUSTER:-$(default_cluster)}}
+case ${what} in
+local)
+	"${HACK_DIR}/local-cluster.sh" up
+	KUBECONFIG=$("${HACK_DIR}/local-cluster.sh" env | sed -n 's/^export KUBECONFIG=//p')
+	[[ -n ${KUBECONFIG} ]] || die "hack/local-cluster.sh env printed no KUBECONFIG"
+	export KUBECONFIG
+	export KUBECTL_IMAGE=${KUBECTL_IMAGE:-incluster.local/kubectl:v1.37.2}
+	suite
+	;;
+kind) exec "${HACK_DIR}/kind.sh" e2e ;;
+suite) suite ;;
+*) die "usage: e2e.sh [local|kind|suite] (got '${what}')" ;;
+esac
