@@ -33,7 +33,7 @@ var (
 	client       kubernetes.Interface
 	demoImage    = envOr("DEMO_IMAGE", "incluster-demo:dev")
 	kubectlImage = envOr("KUBECTL_IMAGE", "incluster.local/kubectl:v1.37.2")
-	deployDir    = envOr("DEPLOY_DIR", filepath.Join("..", "deploy"))
+	deployDir    = envOr("DEPLOY_DIR", filepath.Join("..", "deploy", "base"))
 	podTimeout   = 3 * time.Minute
 )
 
@@ -143,7 +143,7 @@ func demoPod(t *testing.T, c demoCase, ns string) *corev1.Pod {
 	var pod corev1.Pod
 	load(t, "pod.yaml", &pod)
 	if c.sidecar {
-		patched, err := strategicpatch.StrategicMergePatch(mustJSON(t, &pod), yamlToJSON(t, "sidecar/pod-patch.yaml"), &corev1.Pod{})
+		patched, err := strategicpatch.StrategicMergePatch(mustJSON(t, &pod), yamlToJSON(t, "../sidecar/pod-patch.yaml"), &corev1.Pod{})
 		if err != nil {
 			t.Fatalf("applying deploy/sidecar/pod-patch.yaml: %v", err)
 		}
