@@ -8,7 +8,7 @@ DEMO_IMAGE ?= incluster-demo:dev
 CLUSTER ?=
 export DEMO_IMAGE
 
-.PHONY: all build test lint fmt image cluster-up cluster-down cluster-status e2e demo bench clean
+.PHONY: all build test lint image images cluster-up cluster-down cluster-status test-cluster e2e demo clean
 
 all: build
 
@@ -28,6 +28,19 @@ lint:
 image:
 	hack/images.sh demo
 
+## images: every image the clusters need (demo, pause, coredns, kubectl, dnscheck).
+images:
+	hack/images.sh all
+
+## demo: bring a cluster up (kind with Docker, else local), deploy deploy/base, print the report.
+demo:
+	hack/demo.sh $(CLUSTER)
+
+## e2e: the end-to-end suite in a real cluster. CLUSTER=local|kind (default:
+## kind where `docker info` works, else local).
+e2e:
+	hack/e2e.sh $(CLUSTER)
+
 ## cluster-up / cluster-down / cluster-status: the local single-node cluster (root).
 cluster-up:
 	hack/local-cluster.sh up
@@ -37,6 +50,10 @@ cluster-down:
 
 cluster-status:
 	hack/local-cluster.sh status
+
+## test-cluster: up, a pod, DNS, down, and the host restored (root).
+test-cluster:
+	hack/test-local-cluster.sh
 
 clean:
 	rm -rf $(OUT)
