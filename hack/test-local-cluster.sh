@@ -87,7 +87,7 @@ if "${CLUSTER}" up; then
 
 	if [[ ! -f ${ROOT}/_output/images/demo.tar ]]; then
 		fail "no demo image (_output/images/demo.tar): ./cmd/demo missing?"
-	elif run_pod default incluster-demo "${DEMO_IMAGE}" "" && grep -q APIVersions "${WORK}/incluster-demo.log"; then
+	elif run_pod default incluster-demo "${DEMO_IMAGE}" "" -o json && grep -q "\"kind\":\"APIVersions\"" "${WORK}/incluster-demo.log"; then
 		pass "demo pod ${DEMO_IMAGE} ran and its log shows APIVersions"
 	else
 		fail "demo pod ${DEMO_IMAGE}: no APIVersions in its log"
