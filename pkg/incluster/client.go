@@ -143,9 +143,20 @@ func NewForConfig(cfg *rest.Config, namespace string) (*Client, error) {
 }
 
 func newForConfig(cfg *rest.Config, ns string, source NamespaceSource, timeout time.Duration) (*Client, error) {
-	httpClient, err := rest.HTTPClientFor(cfg)
+	// transportCfg differs from cfg only in how the token file is read.
+	transportCfg := cfg
+	rotating := cfg.BearerTokenFile != ""
+	if rotating {
+		transportCfg = rest.CopyConfig(cfg)
+		useResettableToken(transportCfg)
+	}
+	httpClient, err := rest.HTTPClientFor(transportCfg)
 	if err != nil {
 		return nil, &ConfigError{Source: "client configuration", Reason: err.Error(), Fix: "check the CA bundle and client certificate settings", Err: err}
+	}
+	if rotating {
+		// A token file can be rotated: after a 401, read it again at once (token.go).
+		httpClient.Transport = &retryUnauthorized{next: httpClient.Transport}
 	}
 	cs, err := kubernetes.NewForConfigAndClient(cfg, httpClient)
 	if err != nil {
