@@ -45,16 +45,17 @@ type Options struct {
 type Client struct {
 	base      string
 	caPath    string
-	token     string
+	dir       string // the service-account directory: the token is read per request
 	userAgent string
 	http      *http.Client
 }
 
-// New reads the token and CA and returns a client for opts.Host. Its errors
-// are *serviceaccount.ConfigError values naming the file at fault.
+// New checks the token and reads the CA and returns a client for opts.Host.
+// Its errors are *serviceaccount.ConfigError values naming the file at fault.
+// Like the docs page's $(cat token), every request reads the token file
+// again, so a token the kubelet rotated is used at once.
 func New(opts Options) (*Client, error) {
-	token, err := serviceaccount.Token(opts.Dir)
-	if err != nil {
+	if _, err := serviceaccount.Token(opts.Dir); err != nil {
 		return nil, err
 	}
 	caPath, pool, err := serviceaccount.CAPath(opts.Dir)
@@ -88,7 +89,7 @@ func New(opts Options) (*Client, error) {
 	return &Client{
 		base:      "https://" + host,
 		caPath:    caPath,
-		token:     token,
+		dir:       opts.Dir,
 		userAgent: ua,
 		http:      &http.Client{Transport: transport, Timeout: timeout},
 	}, nil
@@ -152,7 +153,11 @@ func (c *Client) Get(ctx context.Context, path string, out any) error {
 	if err != nil {
 		return fmt.Errorf("GET %s: %w", url, err)
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
+	token, err := serviceaccount.Token(c.dir)
+	if err != nil {
+		return fmt.Errorf("GET %s: %w", url, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", c.userAgent)
 	resp, err := c.http.Do(req)
