@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
@@ -31,6 +32,7 @@ import (
 // Settings from the environment (hack/e2e.sh sets them).
 var (
 	client       kubernetes.Interface
+	restConfig   *rest.Config
 	demoImage    = envOr("DEMO_IMAGE", "incluster-demo:dev")
 	kubectlImage = envOr("KUBECTL_IMAGE", "incluster.local/kubectl:v1.37.2")
 	deployDir    = envOr("DEPLOY_DIR", filepath.Join("..", "deploy", "base"))
@@ -56,6 +58,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	cfg.QPS, cfg.Burst = -1, 0
+	restConfig = cfg
 	client = kubernetes.NewForConfigOrDie(cfg)
 	fmt.Fprintf(os.Stderr, "e2e: cluster %s, demo image %s, kubectl image %s\n", cfg.Host, demoImage, kubectlImage)
 	os.Exit(m.Run())

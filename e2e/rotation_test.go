@@ -1,0 +1,308 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	utilrand "k8s.io/apimachinery/pkg/util/rand"
+
+	"github.com/incluster/incluster/cmd/demo/app"
+)
+
+// TestRotation runs the demo with --watch on this host, in a private mount
+// namespace where /var/run/secrets/kubernetes.io/serviceaccount is a folder
+// the test controls, against the cluster's API server. It replaces the token
+// with a new one and revokes the old one (deletes the Secret it is bound to),
+// then replaces ca.crt with a bundle of a new CA and the old one, and counts
+// failed reports after each switch: there must be none.
+func TestRotation(t *testing.T) {
+	ctx := t.Context()
+	ns := "e2e-rotation-" + utilrand.String(5)
+	var nsObj corev1.Namespace
+	load(t, "namespace.yaml", &nsObj)
+	nsObj.Name = ns
+	create(t, ctx, func() error {
+		_, err := client.CoreV1().Namespaces().Create(ctx, &nsObj, metav1.CreateOptions{})
+		return err
+	})
+	t.Cleanup(func() { cleanup(t, ns) })
+	var sa corev1.ServiceAccount
+	load(t, "serviceaccount.yaml", &sa)
+	create(t, ctx, func() error {
+		_, err := client.CoreV1().ServiceAccounts(ns).Create(ctx, &sa, metav1.CreateOptions{})
+		return err
+	})
+
+	// Each token is bound to a Secret of its own: deleting it revokes the token.
+	token := func(anchor string) (string, types.UID) {
+		t.Helper()
+		s, err := client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: anchor}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, err := client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa.Name, &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+			ExpirationSeconds: new(int64(3600)),
+			BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Secret", APIVersion: "v1", Name: anchor, UID: s.UID},
+		}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr.Status.Token, s.UID
+	}
+	caCM, err := client.CoreV1().ConfigMaps(ns).Get(ctx, "kube-root-ca.crt", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("the kube-root-ca.crt ConfigMap: %v", err)
+	}
+	oldCA := caCM.Data["ca.crt"]
+
+	saDir := t.TempDir()
+	token1, _ := token("anchor-1")
+	writeAtomic(t, saDir, "token", token1)
+	writeAtomic(t, saDir, "ca.crt", oldCA)
+	writeAtomic(t, saDir, "namespace", ns)
+
+	u, err := url.Parse(restConfig.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, port, err := net.SplitHostPort(u.Host)
+	if err != nil {
+		t.Fatalf("API server %s: %v", restConfig.Host, err)
+	}
+	demoBin := buildDemo(t)
+	watchers := []*watcher{
+		startWatch(t, demoBin, saDir, host, port, "--via=client-go"),
+		startWatch(t, demoBin, saDir, host, port, "--via=rest", "--server="+net.JoinHostPort(host, port)),
+	}
+	for _, w := range watchers {
+		w.waitReports(t, 5)
+	}
+
+	// Token rotation: the new token in place, then the old one revoked.
+	token2, _ := token("anchor-2")
+	switched := time.Now()
+	writeAtomic(t, saDir, "token", token2)
+	if err := client.CoreV1().Secrets(ns).Delete(ctx, "anchor-1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitRevoked(t, token1)
+	revoked := time.Now()
+	t.Logf("old token revoked %.1f s after the switch", revoked.Sub(switched).Seconds())
+	for _, w := range watchers {
+		w.waitReportsAfter(t, revoked, 10)
+	}
+
+	// CA rotation: a bundle of a new CA and the old one.
+	caSwitched := time.Now()
+	writeAtomic(t, saDir, "ca.crt", newCAPEM(t)+oldCA)
+	for _, w := range watchers {
+		w.waitReportsAfter(t, caSwitched, 10)
+	}
+
+	for _, w := range watchers {
+		w.stop(t)
+		total, failedToken, failedCA := w.count(switched, caSwitched)
+		t.Logf("%s: %d reports; failed after the token switch: %d, after the CA switch: %d", w.via, total, failedToken, failedCA)
+		if failedToken != 0 || failedCA != 0 {
+			t.Errorf("%s: %d failed reports after the token switch, %d after the CA switch; want none\n%s", w.via, failedToken, failedCA, w.stderr.String())
+		}
+		for _, s := range []string{token1, token2} {
+			if strings.Contains(w.stdout.String(), s) || strings.Contains(w.stderr.String(), s) {
+				t.Errorf("%s printed a token", w.via)
+			}
+		}
+	}
+}
+
+// watcher is a demo --watch process and the reports it printed.
+type watcher struct {
+	via    string
+	cmd    *exec.Cmd
+	stdout bytes.Buffer // a copy, for the token check
+	stderr bytes.Buffer
+	done   chan struct{}
+
+	mu      sync.Mutex
+	reports []app.Report
+}
+
+// startWatch runs the demo in a private mount namespace (unshare) where a
+// tmpfs hides the host's /run and saDir appears at the service-account path.
+// Nothing on the host changes.
+func startWatch(t *testing.T, demoBin, saDir, host, port string, args ...string) *watcher {
+	t.Helper()
+	script := `set -e
+mount -t tmpfs -o size=1m,mode=755 tmpfs /run
+mkdir -p /run/secrets/kubernetes.io/serviceaccount
+mount --bind "$SA_DIR" /run/secrets/kubernetes.io/serviceaccount
+exec "$DEMO" "$@"`
+	unshareArgs := []string{"--mount", "--propagation", "private"}
+	if os.Geteuid() != 0 {
+		unshareArgs = append([]string{"--user", "--map-root-user"}, unshareArgs...)
+	}
+	unshareArgs = append(unshareArgs, "/bin/sh", "-c", script, "demo", "--watch", "--interval=200ms", "-o", "json")
+	cmd := exec.Command("unshare", append(unshareArgs, args...)...)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "SA_DIR=" + saDir, "DEMO=" + demoBin,
+		"KUBERNETES_SERVICE_HOST=" + host, "KUBERNETES_SERVICE_PORT=" + port}
+	w := &watcher{via: args[0], cmd: cmd, done: make(chan struct{})}
+	cmd.Stderr = &w.stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("unshare: %v (the rotation test needs unshare from util-linux and mount namespaces)", err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	go func() {
+		defer close(w.done)
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			w.stdout.Write(append(sc.Bytes(), '\n'))
+			var r app.Report
+			if err := json.Unmarshal(sc.Bytes(), &r); err != nil {
+				r = app.Report{Error: "not a JSON report: " + sc.Text()}
+			}
+			w.mu.Lock()
+			w.reports = append(w.reports, r)
+			w.mu.Unlock()
+		}
+	}()
+	return w
+}
+
+func (w *watcher) waitReports(t *testing.T, n int) { w.waitReportsAfter(t, time.Time{}, n) }
+
+// waitReportsAfter waits for n reports that started after since.
+func (w *watcher) waitReportsAfter(t *testing.T, since time.Time, n int) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		w.mu.Lock()
+		got := 0
+		for _, r := range w.reports {
+			if r.Time.After(since) {
+				got++
+			}
+		}
+		w.mu.Unlock()
+		if got >= n {
+			return
+		}
+		select {
+		case <-w.done:
+			t.Fatalf("%s: the demo exited early: %v\n%s", w.via, w.cmd.Wait(), w.stderr.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	t.Fatalf("%s: fewer than %d reports within 60 s\n%s", w.via, n, w.stderr.String())
+}
+
+// stop sends SIGTERM: the demo must exit 0, promptly.
+func (w *watcher) stop(t *testing.T) {
+	t.Helper()
+	start := time.Now()
+	_ = w.cmd.Process.Signal(syscall.SIGTERM)
+	<-w.done
+	if err := w.cmd.Wait(); err != nil {
+		t.Errorf("%s: after SIGTERM: %v, want exit 0", w.via, err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("%s: took %s to stop after SIGTERM", w.via, d)
+	}
+}
+
+// count returns the number of reports and of failed ones after each switch.
+func (w *watcher) count(tokenSwitch, caSwitch time.Time) (total, failedToken, failedCA int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, r := range w.reports {
+		switch {
+		case r.Error == "":
+		case r.Time.After(caSwitch):
+			failedCA++
+		case r.Time.After(tokenSwitch):
+			failedToken++
+		}
+	}
+	return len(w.reports), failedToken, failedCA
+}
+
+// waitRevoked waits until the API server rejects tok (TokenReview).
+func waitRevoked(t *testing.T, tok string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		tr, err := client.AuthenticationV1().TokenReviews().Create(t.Context(),
+			&authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: tok}}, metav1.CreateOptions{})
+		if err == nil && !tr.Status.Authenticated {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatal("the old token is still accepted 60 s after its Secret was deleted")
+}
+
+// buildDemo builds ./cmd/demo for this host.
+func buildDemo(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "demo")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/incluster/incluster/cmd/demo").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build ./cmd/demo: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// writeAtomic replaces dir/name as the kubelet does: a new file renamed
+// over the old one.
+func writeAtomic(t *testing.T, dir, name, data string) {
+	t.Helper()
+	tmp := filepath.Join(dir, "."+name+".new")
+	if err := os.WriteFile(tmp, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newCAPEM returns a fresh self-signed CA certificate, PEM-encoded.
+func newCAPEM(t *testing.T) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "incluster-e2e-next-ca"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+}
