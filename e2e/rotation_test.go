@@ -25,7 +25,6 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
 
 	"github.com/incluster/incluster/cmd/demo/app"
@@ -38,60 +37,12 @@ import (
 // then replaces ca.crt with a bundle of a new CA and the old one, and counts
 // failed reports after each switch: there must be none.
 func TestRotation(t *testing.T) {
-	ctx := t.Context()
-	ns := "e2e-rotation-" + utilrand.String(5)
-	var nsObj corev1.Namespace
-	load(t, "namespace.yaml", &nsObj)
-	nsObj.Name = ns
-	create(t, ctx, func() error {
-		_, err := client.CoreV1().Namespaces().Create(ctx, &nsObj, metav1.CreateOptions{})
-		return err
-	})
-	t.Cleanup(func() { cleanup(t, ns) })
-	var sa corev1.ServiceAccount
-	load(t, "serviceaccount.yaml", &sa)
-	create(t, ctx, func() error {
-		_, err := client.CoreV1().ServiceAccounts(ns).Create(ctx, &sa, metav1.CreateOptions{})
-		return err
-	})
-
-	// Each token is bound to a Secret of its own: deleting it revokes the token.
-	token := func(anchor string) (string, types.UID) {
-		t.Helper()
-		s, err := client.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: anchor}}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr, err := client.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa.Name, &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
-			ExpirationSeconds: new(int64(3600)),
-			BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Secret", APIVersion: "v1", Name: anchor, UID: s.UID},
-		}}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tr.Status.Token, s.UID
-	}
-	caCM, err := client.CoreV1().ConfigMaps(ns).Get(ctx, "kube-root-ca.crt", metav1.GetOptions{})
-	if err != nil {
-		t.Fatalf("the kube-root-ca.crt ConfigMap: %v", err)
-	}
-	oldCA := caCM.Data["ca.crt"]
-
-	saDir := t.TempDir()
-	token1, _ := token("anchor-1")
-	writeAtomic(t, saDir, "token", token1)
-	writeAtomic(t, saDir, "ca.crt", oldCA)
-	writeAtomic(t, saDir, "namespace", ns)
-
-	u, err := url.Parse(restConfig.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	host, port, err := net.SplitHostPort(u.Host)
-	if err != nil {
-		t.Fatalf("API server %s: %v", restConfig.Host, err)
-	}
+	h := newHostPod(t, "rotation")
+	token1 := h.token("anchor-1")
+	writeAtomic(t, h.saDir, "token", token1)
 	demoBin := buildDemo(t)
+	saDir, host, port, oldCA := h.saDir, h.host, h.port, h.ca
+	ctx, ns := t.Context(), h.ns
 	watchers := []*watcher{
 		startWatch(t, demoBin, saDir, host, port, "--via=client-go"),
 		startWatch(t, demoBin, saDir, host, port, "--via=rest", "--server="+net.JoinHostPort(host, port)),
@@ -101,7 +52,7 @@ func TestRotation(t *testing.T) {
 	}
 
 	// Token rotation: the new token in place, then the old one revoked.
-	token2, _ := token("anchor-2")
+	token2 := h.token("anchor-2")
 	switched := time.Now()
 	writeAtomic(t, saDir, "token", token2)
 	if err := client.CoreV1().Secrets(ns).Delete(ctx, "anchor-1", metav1.DeleteOptions{}); err != nil {
@@ -134,6 +85,79 @@ func TestRotation(t *testing.T) {
 			}
 		}
 	}
+}
+
+// hostPod is what the kubelet would give a pod, for a demo run on this host:
+// a namespace and ServiceAccount in the cluster, a service-account folder
+// with ca.crt and namespace (the token is the test's to write) and the API
+// server's address.
+type hostPod struct {
+	t                     *testing.T
+	ns, sa                string
+	saDir, host, port, ca string
+}
+
+func newHostPod(t *testing.T, name string) *hostPod {
+	t.Helper()
+	ctx := t.Context()
+	h := &hostPod{t: t, ns: "e2e-" + name + "-" + utilrand.String(5), saDir: t.TempDir()}
+	var nsObj corev1.Namespace
+	load(t, "namespace.yaml", &nsObj)
+	nsObj.Name = h.ns
+	create(t, ctx, func() error {
+		_, err := client.CoreV1().Namespaces().Create(ctx, &nsObj, metav1.CreateOptions{})
+		return err
+	})
+	t.Cleanup(func() { cleanup(t, h.ns) })
+	var sa corev1.ServiceAccount
+	load(t, "serviceaccount.yaml", &sa)
+	h.sa = sa.Name
+	create(t, ctx, func() error {
+		_, err := client.CoreV1().ServiceAccounts(h.ns).Create(ctx, &sa, metav1.CreateOptions{})
+		return err
+	})
+	// The CA as pods get it: the kube-root-ca.crt ConfigMap (it may take a moment to appear).
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		cm, err := client.CoreV1().ConfigMaps(h.ns).Get(ctx, "kube-root-ca.crt", metav1.GetOptions{})
+		if err == nil {
+			h.ca = cm.Data["ca.crt"]
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the kube-root-ca.crt ConfigMap: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	writeAtomic(t, h.saDir, "ca.crt", h.ca)
+	writeAtomic(t, h.saDir, "namespace", h.ns)
+	u, err := url.Parse(restConfig.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.host, h.port, err = net.SplitHostPort(u.Host); err != nil {
+		t.Fatalf("API server %s: %v", restConfig.Host, err)
+	}
+	return h
+}
+
+// token returns a new token of the ServiceAccount, bound to a Secret named
+// anchor that it creates: deleting the Secret revokes the token.
+func (h *hostPod) token(anchor string) string {
+	t, ctx := h.t, h.t.Context()
+	t.Helper()
+	s, err := client.CoreV1().Secrets(h.ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: anchor}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := client.CoreV1().ServiceAccounts(h.ns).CreateToken(ctx, h.sa, &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{
+		ExpirationSeconds: new(int64(3600)),
+		BoundObjectRef:    &authenticationv1.BoundObjectReference{Kind: "Secret", APIVersion: "v1", Name: anchor, UID: s.UID},
+	}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr.Status.Token
 }
 
 // watcher is a demo --watch process and the reports it printed.

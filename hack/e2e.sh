@@ -9,7 +9,8 @@
 #
 # Without an argument: $CLUSTER, else kind where `docker info` works, else local.
 # Environment: DEMO_IMAGE (default incluster-demo:dev), KUBECTL_IMAGE (the proxy
-# sidecar's image), E2E_RUN (a go test -run pattern).
+# sidecar's image), E2E_RUN (a go test -run pattern), E2E_RESTART_APISERVER
+# (a command that restarts the API server; set here for local).
 set -euo pipefail
 
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -38,6 +39,8 @@ local)
 	[[ -n ${KUBECONFIG} ]] || die "hack/local-cluster.sh env printed no KUBECONFIG"
 	export KUBECONFIG
 	export KUBECTL_IMAGE=${KUBECTL_IMAGE:-incluster.local/kubectl:v1.37.2}
+	# TestAPIServerRestart restarts the API server with this.
+	export E2E_RESTART_APISERVER="${HACK_DIR}/local-cluster.sh restart kube-apiserver"
 	suite
 	;;
 kind) exec "${HACK_DIR}/kind.sh" e2e ;;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# local-cluster.sh up|down|status|env|deps: a real single-node Kubernetes
+# local-cluster.sh up|down|status|env|deps|restart: a real single-node Kubernetes
 # v1.37.2 cluster as host processes, with no Docker and no registry.
 #
 #   up      install missing Debian packages, build binaries and images if
@@ -13,6 +13,8 @@
 #   status  what runs.
 #   env     `export KUBECONFIG=...` and `export PATH=...` lines to eval.
 #   deps    only install the missing Debian packages.
+#   restart COMPONENT
+#           stop one component (e.g. kube-apiserver) and start it again.
 #
 # Network: the node address 10.200.0.1/32 sits on bridge incl0, which this
 # script creates and which the pods' bridge CNI network uses too (pods:
@@ -128,6 +130,7 @@ start() {
 		return 0
 	fi
 	echo "=== $(date -u +%FT%TZ) ${bin} $*" >>"${LOGS}/${name}.log"
+	printf '%q ' "$@" >"${RUN}/${name}.args" # for restart
 	setsid "${bin}" "$@" </dev/null >>"${LOGS}/${name}.log" 2>&1 &
 	echo "$! ${bin}" >"${RUN}/${name}.pid"
 }
@@ -802,6 +805,26 @@ cmd_env() {
 	echo "export PATH=${BIN}:\$PATH"
 }
 
+# cmd_restart COMPONENT: stop one component by PID and start it again with
+# the same arguments (for tests of what clients do while it is away).
+cmd_restart() {
+	local name=${1:-} pid args t0=${SECONDS}
+	[[ -n ${name} && -f ${RUN}/${name}.args ]] || die "restart: no running component '${name}' (one of: $(cd "${RUN}" 2>/dev/null && ls -- *.args 2>/dev/null | sed 's/\.args$//' | tr '\n' ' '))"
+	all_running || die "restart: the cluster is not fully up; run $0 up"
+	args=$(<"${RUN}/${name}.args")
+	if pid=$(pid_of "${name}"); then
+		log "stopping ${name} (pid ${pid})"
+		stop_pid "${pid}" "${name}"
+	fi
+	rm -f "${RUN}/${name}.pid"
+	eval "set -- ${args}"
+	start "${name}" "$@"
+	if [[ ${name} == kube-apiserver ]]; then
+		wait_for "kube-apiserver /readyz" 90 "${LOGS}/kube-apiserver.log" apiserver_ready
+	fi
+	log "restarted ${name} in $((SECONDS - t0)) s"
+}
+
 main() {
 	local cmd=${1:-}
 	case ${cmd} in
@@ -810,7 +833,8 @@ main() {
 	status) need_root status && cmd_status ;;
 	env) cmd_env ;;
 	deps) need_root deps && mkdir -p "${STATE}" && install_deps ;;
-	*) die "usage: $0 up|down|status|env|deps" ;;
+	restart) need_root restart && cmd_restart "${2:-}" ;;
+	*) die "usage: $0 up|down|status|env|deps|restart COMPONENT" ;;
 	esac
 }
 
