@@ -8,7 +8,7 @@ DEMO_IMAGE ?= incluster-demo:dev
 CLUSTER ?=
 export DEMO_IMAGE
 
-.PHONY: all build test lint image images cluster-up cluster-down cluster-status test-cluster e2e demo clean
+.PHONY: all build test lint image images cluster-up cluster-down cluster-status test-cluster e2e demo fuzz clean
 
 all: build
 
@@ -19,6 +19,10 @@ build:
 ## test: unit tests with the race detector. No root, no cluster.
 test:
 	$(GO) test -race -count=1 ./...
+
+## fuzz: every fuzz target for FUZZTIME (default 1m) each.
+fuzz:
+	hack/fuzz.sh
 
 ## lint: gofmt, go vet, staticcheck and govulncheck (pinned in hack/tools).
 lint:
