@@ -61,7 +61,11 @@ func TestMain(m *testing.M) {
 	restConfig = cfg
 	client = kubernetes.NewForConfigOrDie(cfg)
 	fmt.Fprintf(os.Stderr, "e2e: cluster %s, demo image %s, kubectl image %s\n", cfg.Host, demoImage, kubectlImage)
-	os.Exit(m.Run())
+	code := m.Run()
+	if builtDemo != "" {
+		_ = os.RemoveAll(filepath.Dir(builtDemo))
+	}
+	os.Exit(code)
 }
 
 // demoCase says how to deploy the demo for one test.

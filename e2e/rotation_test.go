@@ -10,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"net/url"
@@ -177,19 +178,8 @@ type watcher struct {
 // Nothing on the host changes.
 func startWatch(t *testing.T, demoBin, saDir, host, port string, args ...string) *watcher {
 	t.Helper()
-	script := `set -e
-mount -t tmpfs -o size=1m,mode=755 tmpfs /run
-mkdir -p /run/secrets/kubernetes.io/serviceaccount
-mount --bind "$SA_DIR" /run/secrets/kubernetes.io/serviceaccount
-exec "$DEMO" "$@"`
-	unshareArgs := []string{"--mount", "--propagation", "private"}
-	if os.Geteuid() != 0 {
-		unshareArgs = append([]string{"--user", "--map-root-user"}, unshareArgs...)
-	}
-	unshareArgs = append(unshareArgs, "/bin/sh", "-c", script, "demo", "--watch", "--interval=200ms", "-o", "json")
-	cmd := exec.Command("unshare", append(unshareArgs, args...)...)
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "SA_DIR=" + saDir, "DEMO=" + demoBin,
-		"KUBERNETES_SERVICE_HOST=" + host, "KUBERNETES_SERVICE_PORT=" + port}
+	cmd := podCommand(demoBin, saDir, []string{"KUBERNETES_SERVICE_HOST=" + host, "KUBERNETES_SERVICE_PORT=" + port},
+		append([]string{"--watch", "--interval=200ms", "-o", "json"}, args...)...)
 	w := &watcher{via: args[0], cmd: cmd, done: make(chan struct{})}
 	cmd.Stderr = &w.stderr
 	out, err := cmd.StdoutPipe()
@@ -290,15 +280,51 @@ func waitRevoked(t *testing.T, tok string) {
 	t.Fatal("the old token is still accepted 60 s after its Secret was deleted")
 }
 
-// buildDemo builds ./cmd/demo for this host.
+// podCommand runs the demo as if in a pod: in a private mount namespace
+// (unshare) where a tmpfs hides the host's /run and saDir appears at
+// /var/run/secrets/kubernetes.io/serviceaccount, with env as its only
+// environment besides PATH. Nothing on the host changes.
+func podCommand(demoBin, saDir string, env []string, args ...string) *exec.Cmd {
+	script := `set -e
+mount -t tmpfs -o size=1m,mode=755 tmpfs /run
+mkdir -p /run/secrets/kubernetes.io/serviceaccount
+mount --bind "$SA_DIR" /run/secrets/kubernetes.io/serviceaccount
+exec "$DEMO" "$@"`
+	unshareArgs := []string{"--mount", "--propagation", "private"}
+	if os.Geteuid() != 0 {
+		unshareArgs = append([]string{"--user", "--map-root-user"}, unshareArgs...)
+	}
+	unshareArgs = append(unshareArgs, "/bin/sh", "-c", script, "demo")
+	cmd := exec.Command("unshare", append(unshareArgs, args...)...)
+	cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "SA_DIR=" + saDir, "DEMO=" + demoBin}, env...)
+	return cmd
+}
+
+var (
+	demoOnce  sync.Once
+	builtDemo string
+	demoErr   error
+)
+
+// buildDemo builds ./cmd/demo for this host, once.
 func buildDemo(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "demo")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/incluster/incluster/cmd/demo").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build ./cmd/demo: %v\n%s", err, out)
+	demoOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "incluster-e2e-demo")
+		if err != nil {
+			demoErr = err
+			return
+		}
+		builtDemo = filepath.Join(dir, "demo")
+		out, err := exec.Command("go", "build", "-o", builtDemo, "github.com/incluster/incluster/cmd/demo").CombinedOutput()
+		if err != nil {
+			demoErr = fmt.Errorf("go build ./cmd/demo: %v\n%s", err, out)
+		}
+	})
+	if demoErr != nil {
+		t.Fatal(demoErr)
 	}
-	return bin
+	return builtDemo
 }
 
 // writeAtomic replaces dir/name as the kubelet does: a new file renamed

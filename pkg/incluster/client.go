@@ -11,6 +11,7 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/discovery"
@@ -244,9 +245,20 @@ func (c *Client) ServerVersion(ctx context.Context) (*version.Info, error) {
 func (c *Client) getJSON(ctx context.Context, path string, out any) error {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	raw, err := c.discovery.RESTClient().Get().AbsPath(path).
-		SetHeader("Accept", "application/json").Do(ctx).Raw()
+	res := c.discovery.RESTClient().Get().AbsPath(path).SetHeader("Accept", "application/json").Do(ctx)
+	raw, err := res.Raw()
 	if err != nil {
+		// The discovery client cannot decode a Status for these paths and
+		// reports "unknown": keep the server's own message.
+		var st metav1.Status
+		var code int
+		res.StatusCode(&code)
+		if code >= 400 && json.Unmarshal(raw, &st) == nil && st.Kind == "Status" && st.Message != "" {
+			if st.Code == 0 {
+				st.Code = int32(code)
+			}
+			err = &apierrors.StatusError{ErrStatus: st}
+		}
 		return explain(err, "GET "+c.config.Host+path, "")
 	}
 	if err := json.Unmarshal(raw, out); err != nil {

@@ -34,6 +34,8 @@ func explain(err error, op, _ string) error {
 		hint = "the API server did not answer in time: check that it runs and that no NetworkPolicy blocks egress to it"
 	case errors.As(err, &cv) || strings.Contains(err.Error(), "x509:"):
 		hint = "the server's certificate is not signed by the configured CA: mount this cluster's CA bundle (ca.crt), or check the host"
+	case strings.Contains(err.Error(), "serializer for"):
+		hint = "the answer is not JSON: is the host a Kubernetes API server, and not a proxy or login page?"
 	case isConnError(err):
 		hint = "cannot reach the API server: check the host, port and cluster DNS, and NetworkPolicies that restrict egress"
 	}

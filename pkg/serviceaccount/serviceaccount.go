@@ -121,7 +121,8 @@ func CAPath(dir string) (string, *x509.CertPool, error) {
 	b, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return "", nil, &ConfigError{Source: path, Reason: "no cluster CA bundle is mounted", Fix: fixMount, Err: err}
+		return "", nil, &ConfigError{Source: path, Reason: "no cluster CA bundle is mounted",
+			Fix: "mount it with the token (automountServiceAccountToken: true), or put the kube-root-ca.crt ConfigMap in the projected volume that holds the token", Err: err}
 	case err != nil:
 		return "", nil, &ConfigError{Source: path, Reason: "cannot read the cluster CA bundle: " + errText(err),
 			Fix: "make the file readable by the container's user", Err: err}
