@@ -265,6 +265,7 @@ contexts:
   context:
     cluster: incluster
     user: $2
+    namespace: default
 current-context: incluster
 EOF
 	chmod 600 "$1"

@@ -156,9 +156,11 @@ func newForConfig(cfg *rest.Config, ns string, source NamespaceSource, timeout t
 		return nil, &ConfigError{Source: "client configuration", Reason: err.Error(), Fix: "check the CA bundle and client certificate settings", Err: err}
 	}
 	if rotating {
-		// A token file can be rotated: after a 401, read it again at once (token.go).
+		// A token file can be rotated: after a 401, read it again at once (transport.go).
 		httpClient.Transport = &retryUnauthorized{next: httpClient.Transport}
 	}
+	// Concurrent first requests share one TLS connection (transport.go).
+	httpClient.Transport = newOneConnection(httpClient.Transport)
 	cs, err := kubernetes.NewForConfigAndClient(cfg, httpClient)
 	if err != nil {
 		return nil, &ConfigError{Source: "client configuration", Reason: err.Error(), Fix: "check QPS/Burst (WithRateLimit)", Err: err}

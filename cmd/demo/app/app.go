@@ -48,6 +48,7 @@ Flags:
                          proxy      a "kubectl proxy" sidecar over plain HTTP
   --proxy-url=URL      the sidecar's URL with --via=proxy (default http://127.0.0.1:8001)
   --server=HOST[:PORT] the API server with --via=rest (default kubernetes.default.svc:443)
+  --api-versions-only  ask only for the /api document (one GET)
   --read-pods=NS       also list the pods in namespace NS, a read RBAC may refuse
                        (with --via=client-go or proxy)
   --kubeconfig=PATH    outside a cluster: use this kubeconfig (with --via=client-go);
@@ -76,6 +77,7 @@ type options struct {
 	proxyURL   string
 	server     string
 	readPods   string
+	apiOnly    bool
 	kubeconfig *string // nil: not given
 	output     string
 	watch      bool
@@ -139,6 +141,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (opts options, code int
 	fs.StringVar(&opts.proxyURL, "proxy-url", "http://127.0.0.1:8001", "")
 	fs.StringVar(&opts.server, "server", "", "")
 	fs.StringVar(&opts.readPods, "read-pods", "", "")
+	fs.BoolVar(&opts.apiOnly, "api-versions-only", false, "")
 	fs.Func("kubeconfig", "", func(s string) error { opts.kubeconfig = &s; return nil })
 	fs.StringVar(&opts.output, "output", "text", "")
 	fs.StringVar(&opts.output, "o", "text", "")
@@ -174,6 +177,8 @@ func parseFlags(args []string, stdout, stderr io.Writer) (opts options, code int
 		return usage("--read-pods works with --via=client-go or proxy only")
 	case set["read-pods"] && serviceaccount.ValidateNamespace(opts.readPods) != nil:
 		return usage("--read-pods=%q: not a namespace name", opts.readPods)
+	case opts.apiOnly && set["read-pods"]:
+		return usage("--api-versions-only and --read-pods exclude each other")
 	case set["server"] && opts.via != ViaREST:
 		return usage("--server works with --via=rest only")
 	}
@@ -217,7 +222,7 @@ func newReporter(opts options) (*reporter, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &reporter{via: opts.via, direct: c, namespace: ns, namespaceSource: string(src), host: c.URL()}, nil
+		return &reporter{via: opts.via, apiOnly: opts.apiOnly, direct: c, namespace: ns, namespaceSource: string(src), host: c.URL()}, nil
 	default:
 		o := []incluster.Option{incluster.WithUserAgent(UserAgent)}
 		if opts.kubeconfig != nil {
@@ -230,7 +235,7 @@ func newReporter(opts options) (*reporter, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &reporter{via: opts.via, client: c, readPods: opts.readPods, namespace: c.Namespace(),
+		return &reporter{via: opts.via, apiOnly: opts.apiOnly, client: c, readPods: opts.readPods, namespace: c.Namespace(),
 			namespaceSource: string(c.NamespaceSource()), host: c.Host()}, nil
 	}
 }

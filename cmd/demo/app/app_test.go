@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -25,6 +26,7 @@ const apiDoc = `{"kind":"APIVersions","versions":["v1"],"serverAddressByClientCI
 type fakeAPI struct {
 	status   atomic.Int32
 	requests atomic.Int32
+	conns    atomic.Int32 // connections accepted
 }
 
 func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -77,6 +79,11 @@ func startAPI(t *testing.T) (f *fakeAPI, srv *httptest.Server, kubeconfig, saDir
 	f = &fakeAPI{}
 	srv = httptest.NewUnstartedServer(f)
 	srv.EnableHTTP2 = true
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			f.conns.Add(1)
+		}
+	}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
@@ -338,6 +345,7 @@ func TestRunUsage(t *testing.T) {
 		{"--watch=maybe"},
 		{"--read-pods=Not_A_Namespace"},
 		{"--via=rest", "--read-pods=x"},
+		{"--api-versions-only", "--read-pods=x"},
 	}
 	for _, args := range tests {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {

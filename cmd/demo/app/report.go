@@ -54,6 +54,7 @@ type reporter struct {
 	client          *incluster.Client
 	direct          *direct.Client
 	readPods        string // namespace to list pods in; empty: none
+	apiOnly         bool   // only the /api document
 	namespace       string
 	namespaceSource string
 	host            string
@@ -78,7 +79,12 @@ func (r *reporter) report(ctx context.Context) (*Report, error) {
 			}
 		})
 	}
-	if r.direct != nil {
+	switch {
+	case r.apiOnly && r.direct != nil:
+		step("apiVersions", func() (err error) { rep.APIVersions, err = r.direct.APIVersions(ctx); return err })
+	case r.apiOnly:
+		step("apiVersions", func() (err error) { rep.APIVersions, err = r.client.APIVersions(ctx); return err })
+	case r.direct != nil:
 		step("apiVersions", func() (err error) { rep.APIVersions, err = r.direct.APIVersions(ctx); return err })
 		step("serverVersion", func() error {
 			v, err := r.direct.ServerVersion(ctx)
@@ -87,7 +93,7 @@ func (r *reporter) report(ctx context.Context) (*Report, error) {
 			}
 			return err
 		})
-	} else {
+	default:
 		c := r.client
 		step("apiVersions", func() (err error) { rep.APIVersions, err = c.APIVersions(ctx); return err })
 		step("serverVersion", func() error {

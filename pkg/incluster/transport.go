@@ -3,6 +3,9 @@ package incluster
 import (
 	"io"
 	"net/http"
+	"net/http/httptrace"
+	"sync"
+	"sync/atomic"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/transport"
@@ -49,3 +52,41 @@ func (t *retryUnauthorized) RoundTrip(req *http.Request) (*http.Response, error)
 
 // WrappedRoundTripper lets client-go's transport helpers see the transport below.
 func (t *retryUnauthorized) WrappedRoundTripper() http.RoundTripper { return t.next }
+
+// oneConnection makes the first request of a client go alone until it has
+// its connection, and the requests sent meanwhile wait for that moment. Go's
+// transport would otherwise dial one TLS connection per request that starts
+// before the first connection is up, so a burst of concurrent requests at
+// start (the demo's report sends four) costs four TLS handshakes instead of
+// one. Once the first connection is up, HTTP/2 multiplexes every request on
+// it. The wait is bounded by the request's context.
+type oneConnection struct {
+	next    http.RoundTripper
+	started atomic.Bool
+	ready   chan struct{} // closed when the first request has a connection, or failed
+	release func()
+}
+
+func newOneConnection(next http.RoundTripper) *oneConnection {
+	c := &oneConnection{next: next, ready: make(chan struct{})}
+	c.release = sync.OnceFunc(func() { close(c.ready) })
+	return c
+}
+
+func (c *oneConnection) RoundTrip(req *http.Request) (*http.Response, error) {
+	if c.started.CompareAndSwap(false, true) {
+		trace := &httptrace.ClientTrace{GotConn: func(httptrace.GotConnInfo) { c.release() }}
+		resp, err := c.next.RoundTrip(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))
+		c.release()
+		return resp, err
+	}
+	select {
+	case <-c.ready:
+	case <-req.Context().Done():
+		return nil, req.Context().Err()
+	}
+	return c.next.RoundTrip(req)
+}
+
+// WrappedRoundTripper lets client-go's transport helpers see the transport below.
+func (c *oneConnection) WrappedRoundTripper() http.RoundTripper { return c.next }
