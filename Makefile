@@ -6,7 +6,10 @@ GO ?= go
 OUT ?= _output
 DEMO_IMAGE ?= incluster-demo:dev
 CLUSTER ?=
-export DEMO_IMAGE
+# The Go release with the latest security fixes, fetched by the go command
+# from the module proxy (go.mod still allows 1.26 for users of the library).
+GOTOOLCHAIN ?= go1.27.3
+export DEMO_IMAGE GOTOOLCHAIN
 
 .PHONY: all build test lint image images cluster-up cluster-down cluster-status test-cluster e2e demo fuzz clean
 

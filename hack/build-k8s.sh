@@ -9,6 +9,10 @@
 # files and of the Go version; when it matches and every binary exists, nothing
 # is built. The first build takes about 10 minutes on 2 cores.
 set -euo pipefail
+# Kubernetes is built with the machine's own Go, whatever GOTOOLCHAIN the
+# caller exports (the Makefile's applies to our code): a new Go would
+# otherwise mean a new 15-minute build.
+export GOTOOLCHAIN=local
 
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SELF=${HACK_DIR}/$(basename "${BASH_SOURCE[0]}")

@@ -810,7 +810,11 @@ cmd_env() {
 # the same arguments (for tests of what clients do while it is away).
 cmd_restart() {
 	local name=${1:-} pid args t0=${SECONDS}
-	[[ -n ${name} && -f ${RUN}/${name}.args ]] || die "restart: no running component '${name}' (one of: $(cd "${RUN}" 2>/dev/null && ls -- *.args 2>/dev/null | sed 's/\.args$//' | tr '\n' ' '))"
+	if [[ -z ${name} || ! -f ${RUN}/${name}.args ]]; then
+		local known=() f
+		for f in "${RUN}"/*.args; do [[ -f ${f} ]] && known+=("$(basename "${f}" .args)"); done
+		die "restart: no running component '${name}' (one of: ${known[*]:-none: is the cluster up?})"
+	fi
 	all_running || die "restart: the cluster is not fully up; run $0 up"
 	args=$(<"${RUN}/${name}.args")
 	if pid=$(pid_of "${name}"); then
