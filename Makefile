@@ -11,7 +11,7 @@ CLUSTER ?=
 GOTOOLCHAIN ?= go1.27.3
 export DEMO_IMAGE GOTOOLCHAIN
 
-.PHONY: all build test lint image images cluster-up cluster-down cluster-status test-cluster e2e demo fuzz clean
+.PHONY: all build test lint image images cluster-up cluster-down cluster-status test-cluster e2e demo fuzz bench clean
 
 all: build
 
@@ -22,6 +22,11 @@ build:
 ## test: unit tests with the race detector. No root, no cluster.
 test:
 	$(GO) test -race -count=1 ./...
+
+## bench: latency, connections, memory, size, load and init cost against the
+## local cluster, next to curl, kubectl and client-go (root); writes bench/results.md.
+bench:
+	hack/bench.sh
 
 ## fuzz: every fuzz target for FUZZTIME (default 1m) each.
 fuzz:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # lint.sh: every static check of the repository; fails if any fails.
 #   gofmt        all Go files of all modules (root, e2e, hack, hack/coredns)
-#   go vet       root, e2e, hack modules
-#   staticcheck  root and e2e modules   (pinned in hack/tools/go.mod)
+#   go vet       root, e2e, bench, hack modules
+#   staticcheck  root, e2e, bench modules  (pinned in hack/tools/go.mod)
 #   govulncheck  root module            (pinned in hack/tools/go.mod)
 #   shell        shellcheck of hack/*.sh and .ci/run (Debian package)
 #   tls          no code turns TLS verification off (InsecureSkipVerify)
@@ -34,8 +34,8 @@ gofmt_all() {
 	bad=$(git ls-files -z '*.go' | xargs -0 gofmt -l)
 	[[ -z ${bad} ]] || { echo "gofmt -w these files:"; echo "${bad}"; return 1; }
 }
-vet_all() { go vet ./... && (cd e2e && go vet ./...) && (cd hack && go vet ./...); }
-staticcheck_all() { "${TOOL[@]}" staticcheck ./... && (cd e2e && "${TOOL[@]}" staticcheck ./...); }
+vet_all() { go vet ./... && (cd e2e && go vet ./...) && (cd bench && go vet ./...) && (cd hack && go vet ./...); }
+staticcheck_all() { "${TOOL[@]}" staticcheck ./... && (cd e2e && "${TOOL[@]}" staticcheck ./...) && (cd bench && "${TOOL[@]}" staticcheck ./...); }
 govulncheck_root() {
 	local db=https://vuln.go.dev
 	if ! curl -fsS --max-time 5 -o /dev/null "${db}/index/db.json" 2>/dev/null; then
