@@ -46,10 +46,10 @@ func FuzzNamespaceFile(f *testing.F) {
 	for _, s := range []string{"default", "kube-system\n", " ns \n", "", "\n", "Bad_NS", strings.Repeat("a", 64), "a.b", "ns\x00", "é"} {
 		f.Add([]byte(s))
 	}
+	f.Setenv(PodNamespaceEnv, "")
+	os.Unsetenv(PodNamespaceEnv)
+	dir := f.TempDir() // one per fuzzing process; calls in a process run one at a time
 	f.Fuzz(func(t *testing.T, content []byte) {
-		t.Setenv(PodNamespaceEnv, "")
-		os.Unsetenv(PodNamespaceEnv)
-		dir := t.TempDir()
 		if err := os.WriteFile(filepath.Join(dir, NamespaceFile), content, 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -75,8 +75,8 @@ func FuzzToken(f *testing.F) {
 	for _, s := range []string{"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", "tok\n", "", "   ", "a b", "tok\x00en", "\xff\xfe"} {
 		f.Add([]byte(s))
 	}
+	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, content []byte) {
-		dir := t.TempDir()
 		if err := os.WriteFile(filepath.Join(dir, TokenFile), content, 0o600); err != nil {
 			t.Fatal(err)
 		}
