@@ -84,7 +84,8 @@ func hostFrom(host, port string) (string, error) {
 		return "", &ConfigError{Source: HostEnv, Reason: fmt.Sprintf("%q is neither an IP address nor a DNS name", host),
 			Fix: "unset it to let the kubelet set it, or set it to the API server's address"}
 	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+	// Digits only: Atoi also takes "+443", which a URL cannot carry.
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strings.Trim(port, "0123456789") != "" {
 		return "", &ConfigError{Source: PortEnv, Reason: fmt.Sprintf("%q is not a port number (1-65535)", port),
 			Fix: "unset it to let the kubelet set it, or set it to the API server's port"}
 	}
