@@ -11,7 +11,7 @@ CLUSTER ?=
 GOTOOLCHAIN ?= go1.27.3
 export DEMO_IMAGE GOTOOLCHAIN
 
-.PHONY: all build test lint image images cluster-up cluster-down cluster-status test-cluster e2e demo fuzz bench clean
+.PHONY: all build test lint image images cluster-up cluster-down cluster-status test-cluster e2e demo fuzz bench kind-check clean
 
 all: build
 
@@ -62,6 +62,10 @@ cluster-down:
 
 cluster-status:
 	hack/local-cluster.sh status
+
+## kind-check: kind-config.yaml loads the way kind v0.33.0 loads it (no Docker needed).
+kind-check:
+	hack/kind.sh check
 
 ## test-cluster: up, a pod, DNS, down, and the host restored (root).
 test-cluster:

@@ -6,6 +6,7 @@
 #   govulncheck  root module            (pinned in hack/tools/go.mod)
 #   shell        shellcheck of hack/*.sh and .ci/run (Debian package)
 #   tls          no code turns TLS verification off (InsecureSkipVerify)
+#   kind config  kind-config.yaml loads as kind v0.33.0 loads it (hack/kind.sh check)
 # govulncheck uses https://vuln.go.dev when it can reach it, else the
 # snapshot of the Go vulnerability database in the golang.org/x/vulndb module
 # pinned below (served by the Go module proxy), and says which it used.
@@ -63,6 +64,7 @@ step staticcheck staticcheck_all
 step govulncheck govulncheck_root
 step shellcheck shellcheck_all
 step "tls verification" tls_verify
+step "kind config" hack/kind.sh check
 
 if ((${#failed[@]})); then
 	echo "lint: FAILED: ${failed[*]}"
