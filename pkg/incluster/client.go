@@ -155,6 +155,12 @@ func newForConfig(cfg *rest.Config, ns string, source NamespaceSource, timeout t
 	if err != nil {
 		return nil, &ConfigError{Source: "client configuration", Reason: err.Error(), Fix: "check the CA bundle and client certificate settings", Err: err}
 	}
+	if httpClient == http.DefaultClient || httpClient.Transport == nil {
+		// A plain-HTTP config without credentials or user agent (a kubectl
+		// proxy) gets http.DefaultClient, whose Transport is nil: wrap a
+		// client of our own, never the process-wide one.
+		httpClient = &http.Client{Transport: http.DefaultTransport, Timeout: httpClient.Timeout}
+	}
 	if rotating {
 		// A token file can be rotated: after a 401, read it again at once (transport.go).
 		httpClient.Transport = &retryUnauthorized{next: httpClient.Transport}
