@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"k8s.io/client-go/rest"
@@ -132,6 +133,16 @@ func ProxyConfig(proxyURL string) (*rest.Config, error) {
 		return nil, &ConfigError{Source: proxyURL, Reason: "not an http:// URL of a kubectl proxy",
 			Fix: "use the sidecar's address, e.g. http://127.0.0.1:8001 for kubectl proxy --port=8001"}
 	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && u.Path != "/") {
+		// A password here would also end up in every error message.
+		return nil, &ConfigError{Source: u.Redacted(), Reason: "a kubectl proxy URL has no user, password, path, query or fragment",
+			Fix: "use http://HOST:PORT only, e.g. http://127.0.0.1:8001"}
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return nil, &ConfigError{Source: proxyURL, Reason: "the port is not 1-65535", Fix: "use kubectl proxy's --port, e.g. http://127.0.0.1:8001"}
+		}
+	}
 	if !isLoopback(u.Hostname()) {
 		return nil, &ConfigError{Source: proxyURL, Reason: "the proxy host is not a loopback address; plain HTTP with a proxy's credentials must not leave the pod",
 			Fix: "run kubectl proxy as a sidecar and use http://127.0.0.1:PORT"}
@@ -140,7 +151,7 @@ func ProxyConfig(proxyURL string) (*rest.Config, error) {
 }
 
 func isLoopback(host string) bool {
-	if host == "localhost" {
+	if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
 		return true
 	}
 	ip := net.ParseIP(host)

@@ -633,13 +633,20 @@ func TestProxyConfig(t *testing.T) {
 		{url: "::not a url::", wantErr: []string{"not an http:// URL"}},
 		{url: "http://%zz:8001", wantErr: []string{"not an http:// URL"}},
 		{url: "unix:///run/proxy.sock", wantErr: []string{"not an http:// URL"}},
+		{url: "http://LOCALHOST:8001", wantHost: "http://LOCALHOST:8001"},
+		{url: "http://localhost.:8001", wantHost: "http://localhost.:8001"},
+		{url: "http://127.0.0.1:0", wantErr: []string{"port is not 1-65535"}},
+		{url: "http://127.0.0.1:99999", wantErr: []string{"port is not 1-65535"}},
+		{url: "http://127.0.0.1:8001/api", wantErr: []string{"no user, password, path, query or fragment"}},
+		{url: "http://127.0.0.1:8001?x=1", wantErr: []string{"no user, password, path, query or fragment"}},
+		{url: "http://127.0.0.1:8001#f", wantErr: []string{"no user, password, path, query or fragment"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.url, func(t *testing.T) {
 			cfg, err := ProxyConfig(tt.url)
 			if tt.wantErr != nil {
 				ce := wantConfigError(t, err, tt.wantErr...)
-				if ce.Source != tt.url {
+				if ce.Source != tt.url && !strings.Contains(tt.url, "@") {
 					t.Errorf("Source = %q, want the URL %q", ce.Source, tt.url)
 				}
 				return
@@ -714,3 +721,13 @@ func TestNewForConfigNamespace(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestProxyConfigCredentials: a password in the URL is refused, and the
+// error does not repeat it.
+func TestProxyConfigCredentials(t *testing.T) {
+	_, err := ProxyConfig("http://user:s3cret@127.0.0.1:8001")
+	ce := wantConfigError(t, err, "no user, password")
+	if strings.Contains(ce.Error(), "s3cret") {
+		t.Errorf("the error repeats the password: %v", ce)
+	}
+}
