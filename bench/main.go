@@ -12,8 +12,10 @@
 package main
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -33,7 +35,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -170,7 +171,12 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		add("image tarball: demo", fmt.Sprintf("%s (binary + %s)", mb(img.Size()), mb(img.Size()-bin.Size())), "≤ binary + 1 MB", ptr(img.Size()-bin.Size() <= 1e6))
+		layers, err := layerBytes(*imageTar)
+		if err != nil {
+			return err
+		}
+		add("image: demo", fmt.Sprintf("%s uncompressed (binary + %s); tarball %s (gzip)", mb(layers), mb(layers-bin.Size()), mb(img.Size())),
+			"≤ binary + 1 MB", ptr(layers-bin.Size() <= 1e6))
 	}
 
 	// 4. Controller-style load.
@@ -305,11 +311,18 @@ exec "$@"`
 	return cmd
 }
 
+// rssLine is what GNU time prints for the peak RSS of the command it ran.
+var rssLine = regexp.MustCompile(`incluster-bench-maxrss=([0-9]+)`)
+
 // measure runs argv runs times (after two warm-up runs) and returns the
-// median wall time and the largest peak RSS.
+// median wall time and the largest peak RSS. The RSS comes from GNU time,
+// which forks the command from its own small process: the rusage of a
+// process that Go starts directly also counts the memory of the Go parent
+// it was forked from (Linux keeps the pre-exec high-water mark).
 func (p *fakePod) measure(argv []string, runs int) (time.Duration, int64, error) {
 	var times []time.Duration
 	var maxRSS int64
+	argv = append([]string{"/usr/bin/time", "-f", "incluster-bench-maxrss=%M"}, argv...)
 	for i := -2; i < runs; i++ {
 		cmd := p.command(p.host, p.port, argv)
 		var stderr bytes.Buffer
@@ -323,8 +336,12 @@ func (p *fakePod) measure(argv []string, runs int) (time.Duration, int64, error)
 			continue
 		}
 		times = append(times, d)
-		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok && ru.Maxrss*1024 > maxRSS {
-			maxRSS = ru.Maxrss * 1024
+		m := rssLine.FindStringSubmatch(stderr.String())
+		if m == nil {
+			return 0, 0, fmt.Errorf("no peak RSS from /usr/bin/time: %s", stderr.String())
+		}
+		if kb, _ := strconv.ParseInt(m[1], 10, 64); kb*1024 > maxRSS {
+			maxRSS = kb * 1024
 		}
 	}
 	slices.Sort(times)
@@ -456,6 +473,38 @@ func (p *fakePod) load(ctx context.Context) (map[string]map[string]time.Duration
 		}
 	}
 	return res, nil
+}
+
+// layerBytes is the uncompressed size of the layers in a docker-archive tarball.
+func layerBytes(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var total int64
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		if !strings.HasSuffix(h.Name, ".tar.gz") {
+			continue
+		}
+		zr, err := gzip.NewReader(tr)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", h.Name, err)
+		}
+		n, err := io.Copy(io.Discard, zr)
+		if err != nil {
+			return 0, err
+		}
+		total += n
+	}
 }
 
 var initLine = regexp.MustCompile(`^init \S+ @[0-9.]+ ms, ([0-9.]+) ms clock`)
