@@ -46,6 +46,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/incluster/incluster/pkg/clients"
 	"github.com/incluster/incluster/pkg/incluster"
 )
 
@@ -396,7 +397,11 @@ func (p *fakePod) load(ctx context.Context) (map[string]map[string]time.Duration
 	if err := os.WriteFile(kubeconfig, []byte(kc), 0o600); err != nil {
 		return nil, err
 	}
-	lib, err := incluster.New(incluster.WithKubeconfig(kubeconfig))
+	libc, err := incluster.New(incluster.WithKubeconfig(kubeconfig))
+	if err != nil {
+		return nil, err
+	}
+	lib, err := clients.Kubernetes(libc)
 	if err != nil {
 		return nil, err
 	}
@@ -415,7 +420,7 @@ func (p *fakePod) load(ctx context.Context) (map[string]map[string]time.Duration
 
 	getters := map[string]func() error{
 		"library": func() error {
-			_, err := lib.Kubernetes().CoreV1().ConfigMaps(p.ns).Get(ctx, "bench", metav1.GetOptions{})
+			_, err := lib.CoreV1().ConfigMaps(p.ns).Get(ctx, "bench", metav1.GetOptions{})
 			return err
 		},
 		"client-go defaults": func() error {

@@ -13,13 +13,24 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apimachinery/pkg/version"
-	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/incluster/incluster/pkg/serviceaccount"
 )
+
+// statusCodecs decode the Status documents of failed requests, and nothing
+// else: the helpers speak JSON themselves, so that this package does not
+// import client-go's scheme of every API group, which the typed clientset
+// needs (see package clients).
+var statusCodecs = func() serializer.CodecFactory {
+	s := runtime.NewScheme()
+	metav1.AddToGroupVersion(s, schema.GroupVersion{Version: "v1"})
+	return serializer.NewCodecFactory(s)
+}()
 
 // Defaults for the client settings. See the package doc for why QPS is off.
 const (
@@ -69,13 +80,15 @@ func WithRateLimit(qps float32, burst int) Option {
 // The default is DefaultRequestTimeout.
 func WithRequestTimeout(d time.Duration) Option { return func(o *options) { o.requestTimeout = d } }
 
-// Client holds one rest.Config and the clients built from it, which share
-// one HTTP transport, and the pod's namespace. It is safe for concurrent use.
+// Client holds one rest.Config, the HTTP client every request of it goes
+// through (one transport, one connection pool) and the pod's namespace. Its
+// helpers send plain JSON requests; package clients builds client-go's
+// typed clientset and discovery client on the same config and connection.
+// It is safe for concurrent use.
 type Client struct {
-	config    *rest.Config
-	http      *http.Client
-	clientset *kubernetes.Clientset
-	discovery *discovery.DiscoveryClient
+	config *rest.Config
+	http   *http.Client
+	rest   *rest.RESTClient // for the helpers: JSON in, JSON out
 
 	namespace       string
 	namespaceSource NamespaceSource
@@ -144,6 +157,10 @@ func NewForConfig(cfg *rest.Config, namespace string) (*Client, error) {
 }
 
 func newForConfig(cfg *rest.Config, ns string, source NamespaceSource, timeout time.Duration) (*Client, error) {
+	if cfg.QPS > 0 && cfg.Burst <= 0 && cfg.RateLimiter == nil {
+		return nil, &ConfigError{Source: "client configuration", Reason: fmt.Sprintf("the burst is %d with a rate limit of %g QPS", cfg.Burst, cfg.QPS),
+			Fix: "give WithRateLimit a burst of at least 1, or a QPS < 0 to turn the limit off"}
+	}
 	// transportCfg differs from cfg only in how the token file is read.
 	transportCfg := cfg
 	rotating := cfg.BearerTokenFile != ""
@@ -167,16 +184,14 @@ func newForConfig(cfg *rest.Config, ns string, source NamespaceSource, timeout t
 	}
 	// Concurrent first requests share one TLS connection (transport.go).
 	httpClient.Transport = newOneConnection(httpClient.Transport)
-	cs, err := kubernetes.NewForConfigAndClient(cfg, httpClient)
-	if err != nil {
-		return nil, &ConfigError{Source: "client configuration", Reason: err.Error(), Fix: "check QPS/Burst (WithRateLimit)", Err: err}
-	}
-	dc, err := discovery.NewDiscoveryClientForConfigAndClient(cfg, httpClient)
+	restCfg := rest.CopyConfig(cfg)
+	restCfg.NegotiatedSerializer = statusCodecs.WithoutConversion()
+	rc, err := rest.UnversionedRESTClientForConfigAndClient(restCfg, httpClient)
 	if err != nil {
 		return nil, &ConfigError{Source: "client configuration", Reason: err.Error(), Fix: "check QPS/Burst (WithRateLimit)", Err: err}
 	}
 	return &Client{
-		config: cfg, http: httpClient, clientset: cs, discovery: dc,
+		config: cfg, http: httpClient, rest: rc,
 		namespace: ns, namespaceSource: source, requestTimeout: timeout,
 	}, nil
 }
@@ -201,11 +216,6 @@ func (c *Client) Config() *rest.Config { return rest.CopyConfig(c.config) }
 // HTTPClient returns the HTTP client every client of c shares.
 func (c *Client) HTTPClient() *http.Client { return c.http }
 
-// Kubernetes returns the typed clientset.
-func (c *Client) Kubernetes() kubernetes.Interface { return c.clientset }
-
-// Discovery returns the discovery client.
-func (c *Client) Discovery() discovery.DiscoveryInterface { return c.discovery }
 
 // Host returns the API server's URL, e.g. https://10.96.0.1:443.
 func (c *Client) Host() string { return c.config.Host }
@@ -229,7 +239,7 @@ func (c *Client) withTimeout(ctx context.Context) (context.Context, context.Canc
 // aggregated discovery instead and drops serverAddressByClientCIDRs.
 func (c *Client) APIVersions(ctx context.Context) (*metav1.APIVersions, error) {
 	var v metav1.APIVersions
-	if err := c.getJSON(ctx, "/api", &v); err != nil {
+	if err := c.GetJSON(ctx, "/api", &v); err != nil {
 		return nil, err
 	}
 	if v.Kind != "APIVersions" {
@@ -241,7 +251,7 @@ func (c *Client) APIVersions(ctx context.Context) (*metav1.APIVersions, error) {
 // ServerVersion returns the server's /version document.
 func (c *Client) ServerVersion(ctx context.Context) (*version.Info, error) {
 	var v version.Info
-	if err := c.getJSON(ctx, "/version", &v); err != nil {
+	if err := c.GetJSON(ctx, "/version", &v); err != nil {
 		return nil, err
 	}
 	if v.GitVersion == "" {
@@ -250,14 +260,31 @@ func (c *Client) ServerVersion(ctx context.Context) (*version.Info, error) {
 	return &v, nil
 }
 
-func (c *Client) getJSON(ctx context.Context, path string, out any) error {
+// GetJSON sends a GET for path (e.g. "/api/v1/namespaces/NS/pods") with
+// Accept: application/json and decodes the answer into out. Errors say what
+// to do, as Explain's. It is the helpers' way to read without client-go's
+// typed clientset.
+func (c *Client) GetJSON(ctx context.Context, path string, out any) error {
+	return c.call(ctx, http.MethodGet, path, nil, out, "GET "+c.config.Host+path)
+}
+
+// call sends one JSON request (in, if not nil, as the body) and decodes the
+// answer into out. op names the request in errors.
+func (c *Client) call(ctx context.Context, verb, path string, in, out any, op string) error {
 	ctx, cancel := c.withTimeout(ctx)
 	defer cancel()
-	res := c.discovery.RESTClient().Get().AbsPath(path).SetHeader("Accept", "application/json").Do(ctx)
+	req := c.rest.Verb(verb).AbsPath(path).SetHeader("Accept", "application/json")
+	if in != nil {
+		body, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		req = req.SetHeader("Content-Type", "application/json").Body(body)
+	}
+	res := req.Do(ctx)
 	raw, err := res.Raw()
 	if err != nil {
-		// The discovery client cannot decode a Status for these paths and
-		// reports "unknown": keep the server's own message.
+		// Keep the server's own message when client-go could not decode its Status.
 		var st metav1.Status
 		var code int
 		res.StatusCode(&code)
@@ -267,10 +294,10 @@ func (c *Client) getJSON(ctx context.Context, path string, out any) error {
 			}
 			err = &apierrors.StatusError{ErrStatus: st}
 		}
-		return explain(err, "GET "+c.config.Host+path, "")
+		return explain(err, op, "")
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
-		return fmt.Errorf("GET %s%s: the answer is not JSON (%v); is this a Kubernetes API server?", c.config.Host, path, err)
+		return fmt.Errorf("%s: the answer is not JSON (%v); is this a Kubernetes API server, and not a proxy or login page?", op, err)
 	}
 	return nil
 }
@@ -278,13 +305,12 @@ func (c *Client) getJSON(ctx context.Context, path string, out any) error {
 // WhoAmI asks the API server who the client is (a SelfSubjectReview, what
 // "kubectl auth whoami" does). In a pod: system:serviceaccount:NS:NAME.
 func (c *Client) WhoAmI(ctx context.Context) (authenticationv1.UserInfo, error) {
-	ctx, cancel := c.withTimeout(ctx)
-	defer cancel()
-	r, err := c.clientset.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
-	if err != nil {
-		return authenticationv1.UserInfo{}, explain(err, "create SelfSubjectReview", "")
+	in := authenticationv1.SelfSubjectReview{TypeMeta: metav1.TypeMeta{APIVersion: "authentication.k8s.io/v1", Kind: "SelfSubjectReview"}}
+	var out authenticationv1.SelfSubjectReview
+	if err := c.call(ctx, http.MethodPost, "/apis/authentication.k8s.io/v1/selfsubjectreviews", &in, &out, "create SelfSubjectReview"); err != nil {
+		return authenticationv1.UserInfo{}, err
 	}
-	return r.Status.UserInfo, nil
+	return out.Status.UserInfo, nil
 }
 
 // Decision is the answer to an access check.
@@ -302,15 +328,15 @@ func (c *Client) Can(ctx context.Context, attrs authorizationv1.ResourceAttribut
 	if attrs.Namespace == "" {
 		attrs.Namespace = c.namespace
 	}
-	ctx, cancel := c.withTimeout(ctx)
-	defer cancel()
-	r, err := c.clientset.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
-		Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &attrs},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		return Decision{}, explain(err, "create SelfSubjectAccessReview", "")
+	in := authorizationv1.SelfSubjectAccessReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "authorization.k8s.io/v1", Kind: "SelfSubjectAccessReview"},
+		Spec:     authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &attrs},
 	}
-	return Decision{Allowed: r.Status.Allowed, Reason: r.Status.Reason}, nil
+	var out authorizationv1.SelfSubjectAccessReview
+	if err := c.call(ctx, http.MethodPost, "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", &in, &out, "create SelfSubjectAccessReview"); err != nil {
+		return Decision{}, err
+	}
+	return Decision{Allowed: out.Status.Allowed, Reason: out.Status.Reason}, nil
 }
 
 // CanListPods reports whether the client may list pods in its namespace.

@@ -19,7 +19,6 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
 )
 
 // clientMakers build a Client for a fake API server in the two usual ways:
@@ -468,8 +467,8 @@ func TestTransportErrors(t *testing.T) {
 	})
 }
 
-// TestOneHTTPClient: the clientset, the discovery client and the helpers
-// share one http.Client, so a report of several calls, concurrent or not,
+// TestOneHTTPClient: the helpers share one http.Client (package clients
+// checks the typed clientset and discovery client on it), so a report of several calls, concurrent or not,
 // uses one TLS connection.
 func TestOneHTTPClient(t *testing.T) {
 	for _, mk := range clientMakers {
@@ -481,21 +480,8 @@ func TestOneHTTPClient(t *testing.T) {
 			if hc == nil || hc == http.DefaultClient {
 				t.Fatalf("HTTPClient() = %p, want a client of its own", hc)
 			}
-			clients := map[string]rest.Interface{
-				"discovery":        c.Discovery().RESTClient(),
-				"core/v1":          c.Kubernetes().CoreV1().RESTClient(),
-				"apps/v1":          c.Kubernetes().AppsV1().RESTClient(),
-				"authentication":   c.Kubernetes().AuthenticationV1().RESTClient(),
-				"authorization/v1": c.Kubernetes().AuthorizationV1().RESTClient(),
-			}
-			for name, rc := range clients {
-				r, ok := rc.(*rest.RESTClient)
-				if !ok {
-					t.Fatalf("%s: RESTClient is a %T", name, rc)
-				}
-				if r.Client != hc {
-					t.Errorf("%s uses http.Client %p, want the shared %p", name, r.Client, hc)
-				}
+			if r := c.rest; r.Client != hc {
+				t.Errorf("the helpers use http.Client %p, want the shared %p", r.Client, hc)
 			}
 
 			// A report: everything at once, then again one after another.
@@ -504,10 +490,9 @@ func TestOneHTTPClient(t *testing.T) {
 				func() error { _, err := c.ServerVersion(t.Context()); return err },
 				func() error { _, err := c.WhoAmI(t.Context()); return err },
 				func() error { _, err := c.CanListPods(t.Context()); return err },
-				func() error { _, err := c.Discovery().ServerVersion(); return err },
 				func() error {
-					_, err := c.Kubernetes().CoreV1().Pods(c.Namespace()).List(t.Context(), metav1.ListOptions{})
-					return err
+					var pods struct{ Items []json.RawMessage }
+					return c.GetJSON(t.Context(), "/api/v1/namespaces/"+c.Namespace()+"/pods", &pods)
 				},
 			}
 			var wg sync.WaitGroup

@@ -9,7 +9,6 @@ import (
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 
@@ -17,7 +16,7 @@ import (
 )
 
 // A program in a pod builds its client from the service-account mount and
-// lists the pods of its own namespace.
+// asks who it is. (Package clients adds client-go's typed clientset.)
 func ExampleNew() {
 	c, err := incluster.New(incluster.WithUserAgent("my-controller/v1.2.0"))
 	var ce *incluster.ConfigError
@@ -31,11 +30,11 @@ func ExampleNew() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	pods, err := c.Kubernetes().CoreV1().Pods(c.Namespace()).List(ctx, metav1.ListOptions{})
+	user, err := c.WhoAmI(ctx)
 	if err != nil {
-		log.Fatal(incluster.Explain(err, "list pods in "+c.Namespace()))
+		log.Fatal(err) // says what to do, e.g. which RBAC is missing
 	}
-	fmt.Printf("%d pods in %s (namespace from %s)\n", len(pods.Items), c.Namespace(), c.NamespaceSource())
+	fmt.Printf("%s in namespace %s (from %s)\n", user.Username, c.Namespace(), c.NamespaceSource())
 }
 
 // Outside a cluster, for development: a kubeconfig instead of the pod's
