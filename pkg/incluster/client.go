@@ -216,7 +216,6 @@ func (c *Client) Config() *rest.Config { return rest.CopyConfig(c.config) }
 // HTTPClient returns the HTTP client every client of c shares.
 func (c *Client) HTTPClient() *http.Client { return c.http }
 
-
 // Host returns the API server's URL, e.g. https://10.96.0.1:443.
 func (c *Client) Host() string { return c.config.Host }
 
