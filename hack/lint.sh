@@ -4,12 +4,14 @@
 #   go vet       root, e2e, bench, hack modules
 #   staticcheck  root, e2e, bench modules  (pinned in hack/tools/go.mod)
 #   govulncheck  root module            (pinned in hack/tools/go.mod)
-#   shell        shellcheck of hack/*.sh and .ci/run (Debian package)
+#   shell        shellcheck of every *.sh and .ci/run (Debian package)
 #   tls          no code turns TLS verification off (InsecureSkipVerify)
 #   kind config  kind-config.yaml loads as kind v0.33.0 loads it (hack/kind.sh check)
 # govulncheck uses https://vuln.go.dev when it can reach it, else the
 # snapshot of the Go vulnerability database in the golang.org/x/vulndb module
 # pinned below (served by the Go module proxy), and says which it used.
+# GOVULNDB=URL (https:// or file://) points it at another copy of the database.
+# Each step prints one line: "lint: NAME: ok|FAILED (N s)".
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=${PWD}
@@ -21,24 +23,33 @@ VULNDB_VERSION=v0.0.0-20261105234957-e22db6528018 # golang.org/x/vulndb snapshot
 TOOL=(go tool -modfile="${ROOT}/hack/tools/go.mod")
 
 failed=()
-step() { # step NAME COMMAND...: run, report one line
-	local name=$1
+step() { # step NAME COMMAND...: run, report one line with the time it took
+	local name=$1 t0=${SECONDS}
 	shift
-	if "$@"; then echo "lint: ${name}: ok"; else
-		echo "lint: ${name}: FAILED"
+	if "$@"; then echo "lint: ${name}: ok ($((SECONDS - t0)) s)"; else
+		echo "lint: ${name}: FAILED ($((SECONDS - t0)) s)"
 		failed+=("${name}")
 	fi
+}
+in_each() { # in_each "DIR..." COMMAND...: run in each module dir, all of them even if one fails
+	local dirs=$1 dir rc=0
+	shift
+	for dir in ${dirs}; do
+		(cd "${dir}" && "$@") || { echo "lint: ... in ${dir}/ failed"; rc=1; }
+	done
+	return "${rc}"
 }
 
 gofmt_all() {
 	local bad
-	bad=$(git ls-files -z '*.go' | xargs -0 gofmt -l)
+	# tracked and untracked (not ignored) files, so new files are checked too
+	bad=$(git ls-files -z -co --exclude-standard '*.go' | xargs -0 -r gofmt -l)
 	[[ -z ${bad} ]] || { echo "gofmt -w these files:"; echo "${bad}"; return 1; }
 }
-vet_all() { go vet ./... && (cd e2e && go vet ./...) && (cd bench && go vet ./...) && (cd hack && go vet ./...); }
-staticcheck_all() { "${TOOL[@]}" staticcheck ./... && (cd e2e && "${TOOL[@]}" staticcheck ./...) && (cd bench && "${TOOL[@]}" staticcheck ./...); }
+vet_all() { in_each ". e2e bench hack" go vet ./...; }
+staticcheck_all() { in_each ". e2e bench" "${TOOL[@]}" staticcheck ./...; }
 govulncheck_root() {
-	local db=https://vuln.go.dev
+	local db=${GOVULNDB:-https://vuln.go.dev} # GOVULNDB: a mirror or file:// copy of the database
 	if ! curl -fsS --max-time 5 -o /dev/null "${db}/index/db.json" 2>/dev/null; then
 		local dir
 		dir=$(go mod download -json "golang.org/x/vulndb@${VULNDB_VERSION}" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
@@ -50,7 +61,9 @@ govulncheck_root() {
 }
 shellcheck_all() {
 	command -v shellcheck >/dev/null || { echo "shellcheck is not installed: apt-get install shellcheck"; return 1; }
-	shellcheck -x hack/*.sh .ci/run
+	local files
+	mapfile -t files < <(git ls-files -co --exclude-standard '*.sh')
+	shellcheck -x "${files[@]}" .ci/run
 }
 tls_verify() {
 	local hits
