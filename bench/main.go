@@ -298,16 +298,14 @@ func setup(ctx context.Context, cs kubernetes.Interface, admin *rest.Config) (*f
 	return p, cleanup, nil
 }
 
-// command runs argv as if in the pod, with the API server at host:port.
+// asPod is hack/as-pod.sh; bench runs in bench/.
+var asPod, _ = filepath.Abs(filepath.Join("..", "hack", "as-pod.sh"))
+
+// command runs argv as if in the pod (hack/as-pod.sh), with the API server
+// at host:port.
 func (p *fakePod) command(host, port string, argv []string) *exec.Cmd {
-	script := `set -e
-mount -t tmpfs -o size=1m,mode=755 tmpfs /run
-mkdir -p /run/secrets/kubernetes.io/serviceaccount
-mount --bind "$SA_DIR" /run/secrets/kubernetes.io/serviceaccount
-exec "$@"`
-	args := []string{"--mount", "--propagation", "private", "/bin/sh", "-c", script, "pod"}
-	cmd := exec.Command("unshare", append(args, argv...)...)
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/tmp", "SA_DIR=" + p.dir,
+	cmd := exec.Command(asPod, append([]string{p.dir}, argv...)...)
+	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/tmp",
 		"KUBERNETES_SERVICE_HOST=" + host, "KUBERNETES_SERVICE_PORT=" + port}
 	return cmd
 }

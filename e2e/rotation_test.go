@@ -280,25 +280,18 @@ func waitRevoked(t *testing.T, tok string) {
 	t.Fatal("the old token is still accepted 60 s after its Secret was deleted")
 }
 
-// podCommand runs the demo as if in a pod: in a private mount namespace
-// (unshare) where a tmpfs hides the host's /run and saDir appears at
-// /var/run/secrets/kubernetes.io/serviceaccount, with env as its only
-// environment besides PATH. Nothing on the host changes.
+// podCommand runs the demo as if in a pod (hack/as-pod.sh): saDir appears
+// at /var/run/secrets/kubernetes.io/serviceaccount in a private mount
+// namespace, and env is its only environment besides PATH. Nothing on the
+// host changes.
 func podCommand(demoBin, saDir string, env []string, args ...string) *exec.Cmd {
-	script := `set -e
-mount -t tmpfs -o size=1m,mode=755 tmpfs /run
-mkdir -p /run/secrets/kubernetes.io/serviceaccount
-mount --bind "$SA_DIR" /run/secrets/kubernetes.io/serviceaccount
-exec "$DEMO" "$@"`
-	unshareArgs := []string{"--mount", "--propagation", "private"}
-	if os.Geteuid() != 0 {
-		unshareArgs = append([]string{"--user", "--map-root-user"}, unshareArgs...)
-	}
-	unshareArgs = append(unshareArgs, "/bin/sh", "-c", script, "demo")
-	cmd := exec.Command("unshare", append(unshareArgs, args...)...)
-	cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "SA_DIR=" + saDir, "DEMO=" + demoBin}, env...)
+	cmd := exec.Command(asPod, append([]string{saDir, demoBin}, args...)...)
+	cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, env...)
 	return cmd
 }
+
+// asPod is hack/as-pod.sh; tests run in e2e/.
+var asPod, _ = filepath.Abs(filepath.Join("..", "hack", "as-pod.sh"))
 
 var (
 	demoOnce  sync.Once
