@@ -6,9 +6,10 @@ GO ?= go
 OUT ?= _output
 DEMO_IMAGE ?= incluster-demo:dev
 CLUSTER ?=
-# The Go release with the latest security fixes, fetched by the go command
-# from the module proxy (go.mod still allows 1.26 for users of the library).
-GOTOOLCHAIN ?= go1.27.3
+# The Go release with the latest security fixes (hack/go-version, also read
+# by hack/go-env.sh), fetched by the go command from the module proxy.
+# go.mod still allows 1.26 for users of the library.
+GOTOOLCHAIN ?= $(file < hack/go-version)
 export DEMO_IMAGE GOTOOLCHAIN
 
 .PHONY: all build test lint image images cluster-up cluster-down cluster-status test-cluster e2e demo fuzz bench kind-check clean

@@ -10,8 +10,8 @@
 set -euo pipefail
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "${HACK_DIR}/.." && pwd)
-if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then PATH=/usr/local/go/bin:${PATH}; fi
-export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3} # as the Makefile: the Go release with the latest fixes
+# shellcheck source=hack/go-env.sh
+. "$(dirname "${BASH_SOURCE[0]}")/go-env.sh"
 
 "${HACK_DIR}/local-cluster.sh" up >&2
 eval "$("${HACK_DIR}/local-cluster.sh" env)"

@@ -18,8 +18,8 @@ ROOT=$(cd "${HACK_DIR}/.." && pwd)
 export DEMO_IMAGE=${DEMO_IMAGE:-incluster-demo:dev}
 
 die() { echo "e2e.sh: $*" >&2; exit 1; }
-if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then PATH=/usr/local/go/bin:${PATH}; fi
-export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3} # as the Makefile: the Go release with the latest fixes
+# shellcheck source=hack/go-env.sh
+. "$(dirname "${BASH_SOURCE[0]}")/go-env.sh"
 
 default_cluster() {
 	if docker info >/dev/null 2>&1; then echo kind; else echo local; fi

@@ -6,8 +6,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 FUZZTIME=${FUZZTIME:-1m}
-if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then PATH=/usr/local/go/bin:${PATH}; fi
-export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3} # as the Makefile: the Go release with the latest fixes
+# shellcheck source=hack/go-env.sh
+. hack/go-env.sh # (the working directory is the repository)
 
 summary=()
 for pkg in $(go list ./...); do

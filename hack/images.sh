@@ -27,9 +27,8 @@ case ${what} in
 demo | all) ;;
 *) die "usage: images.sh [demo|all] (got '${what}')" ;;
 esac
-# sudo often drops /usr/local/go/bin from PATH.
-if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then PATH=/usr/local/go/bin:${PATH}; fi
-export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3} # as the Makefile: the Go release with the latest fixes
+# shellcheck source=hack/go-env.sh
+. "$(dirname "${BASH_SOURCE[0]}")/go-env.sh"
 command -v go >/dev/null || die "go not found in PATH nor in /usr/local/go/bin (Go 1.26 is needed)"
 
 # Reproducible static builds: no VCS stamp, no paths, no cgo.

@@ -38,9 +38,8 @@ export DEMO_IMAGE=${DEMO_IMAGE:-incluster-demo:dev}
 die() { echo "kind.sh: $*" >&2; exit 1; }
 warn() { echo "kind.sh: warning: $*" >&2; }
 
-# sudo often drops /usr/local/go/bin from PATH.
-if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then PATH=/usr/local/go/bin:${PATH}; fi
-export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3} # as the Makefile: the Go release with the latest fixes
+# shellcheck source=hack/go-env.sh
+. "$(dirname "${BASH_SOURCE[0]}")/go-env.sh"
 
 need_docker() {
 	docker info >/dev/null 2>&1 || die "kind needs Docker ('docker info' failed); use CLUSTER=local"

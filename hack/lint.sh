@@ -15,10 +15,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=${PWD}
-if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then PATH=/usr/local/go/bin:${PATH}; fi
-# The Go release with the latest security fixes (see README.md): govulncheck
-# judges the standard library of the go command that runs it.
-export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3}
+# The Go release of hack/go-version: govulncheck judges the standard library
+# of the go command that runs it.
+# shellcheck source=hack/go-env.sh
+. "${ROOT}/hack/go-env.sh"
 VULNDB_VERSION=v0.0.0-20261105234957-e22db6528018 # golang.org/x/vulndb snapshot of 2026-11-05
 TOOL=(go tool -modfile="${ROOT}/hack/tools/go.mod")
 
