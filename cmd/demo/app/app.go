@@ -222,7 +222,7 @@ func newReporter(opts options) (*reporter, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &reporter{via: opts.via, apiOnly: opts.apiOnly, direct: c, namespace: ns, namespaceSource: string(src), host: c.URL()}, nil
+		return &reporter{via: opts.via, apiOnly: opts.apiOnly, server: c, namespace: ns, namespaceSource: string(src), host: c.URL()}, nil
 	default:
 		o := []incluster.Option{incluster.WithUserAgent(UserAgent)}
 		if opts.kubeconfig != nil {
@@ -235,7 +235,7 @@ func newReporter(opts options) (*reporter, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &reporter{via: opts.via, apiOnly: opts.apiOnly, client: c, readPods: opts.readPods, namespace: c.Namespace(),
+		return &reporter{via: opts.via, apiOnly: opts.apiOnly, server: c, client: c, readPods: opts.readPods, namespace: c.Namespace(),
 			namespaceSource: string(c.NamespaceSource()), host: c.Host()}, nil
 	}
 }

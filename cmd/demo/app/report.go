@@ -12,8 +12,8 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/version"
 
-	"github.com/incluster/incluster/pkg/direct"
 	"github.com/incluster/incluster/pkg/incluster"
 )
 
@@ -47,12 +47,19 @@ type User struct {
 	Groups   []string `json:"groups,omitempty"`
 }
 
-// reporter asks one API server the report's questions through one client:
-// client (client-go, also through a proxy) or direct (net/http).
+// server is what both ways of asking have in common: *incluster.Client
+// (client-go, also through a proxy) and *direct.Client (net/http).
+type server interface {
+	APIVersions(context.Context) (*metav1.APIVersions, error)
+	ServerVersion(context.Context) (*version.Info, error)
+}
+
+// reporter asks one API server the report's questions. client is nil with
+// --via=rest, which asks only what server can.
 type reporter struct {
 	via             string
+	server          server
 	client          *incluster.Client
-	direct          *direct.Client
 	readPods        string // namespace to list pods in; empty: none
 	apiOnly         bool   // only the /api document
 	namespace       string
@@ -65,52 +72,44 @@ type reporter struct {
 func (r *reporter) report(ctx context.Context) (*Report, error) {
 	rep := &Report{Time: now(), Via: r.via,
 		Namespace: r.namespace, NamespaceSource: r.namespaceSource, Host: r.host}
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
+	// One slot per step, in the order errors are printed, whatever order
+	// the steps finish in.
+	const (
+		apiVersions = iota
+		serverVersion
+		whoami
+		canListPods
+		readPods
+		steps
 	)
-	step := func(name string, f func() error) {
+	var wg sync.WaitGroup
+	errs := make([]error, steps)
+	step := func(i int, name string, f func() error) {
 		wg.Go(func() {
 			if err := f(); err != nil {
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("%s: %w", name, err))
-				mu.Unlock()
+				errs[i] = fmt.Errorf("%s: %w", name, err)
 			}
 		})
 	}
-	switch {
-	case r.apiOnly && r.direct != nil:
-		step("apiVersions", func() (err error) { rep.APIVersions, err = r.direct.APIVersions(ctx); return err })
-	case r.apiOnly:
-		step("apiVersions", func() (err error) { rep.APIVersions, err = r.client.APIVersions(ctx); return err })
-	case r.direct != nil:
-		step("apiVersions", func() (err error) { rep.APIVersions, err = r.direct.APIVersions(ctx); return err })
-		step("serverVersion", func() error {
-			v, err := r.direct.ServerVersion(ctx)
+	step(apiVersions, "apiVersions", func() (err error) { rep.APIVersions, err = r.server.APIVersions(ctx); return err })
+	if !r.apiOnly {
+		step(serverVersion, "serverVersion", func() error {
+			v, err := r.server.ServerVersion(ctx)
 			if err == nil {
 				rep.ServerVersion = v.GitVersion
 			}
 			return err
 		})
-	default:
-		c := r.client
-		step("apiVersions", func() (err error) { rep.APIVersions, err = c.APIVersions(ctx); return err })
-		step("serverVersion", func() error {
-			v, err := c.ServerVersion(ctx)
-			if err == nil {
-				rep.ServerVersion = v.GitVersion
-			}
-			return err
-		})
-		step("whoami", func() error {
+	}
+	if c := r.client; c != nil && !r.apiOnly {
+		step(whoami, "whoami", func() error {
 			u, err := c.WhoAmI(ctx)
 			if err == nil {
 				rep.User = &User{Username: u.Username, Groups: u.Groups}
 			}
 			return err
 		})
-		step("canListPods", func() error {
+		step(canListPods, "canListPods", func() error {
 			ok, err := c.CanListPods(ctx)
 			if err == nil {
 				rep.CanListPods = &ok
@@ -118,7 +117,7 @@ func (r *reporter) report(ctx context.Context) (*Report, error) {
 			return err
 		})
 		if r.readPods != "" {
-			step("readPods", func() error {
+			step(readPods, "readPods", func() error {
 				var list struct {
 					Items []json.RawMessage `json:"items"`
 				}
@@ -131,27 +130,14 @@ func (r *reporter) report(ctx context.Context) (*Report, error) {
 		}
 	}
 	wg.Wait()
-	if len(errs) == 0 {
-		return rep, nil
+	err := errors.Join(errs...) // nil if every step succeeded
+	if err != nil {
+		rep.Error = oneLine(err.Error())
 	}
-	// A stable order, whatever order the steps finished in.
-	order := map[string]int{"apiVersions": 0, "serverVersion": 1, "whoami": 2, "canListPods": 3, "readPods": 4}
-	sortErrs(errs, order)
-	err := errors.Join(errs...)
-	rep.Error = oneLine(err.Error())
 	return rep, err
 }
 
 func now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
-
-func sortErrs(errs []error, order map[string]int) {
-	key := func(e error) int { return order[strings.SplitN(e.Error(), ":", 2)[0]] }
-	for i := 1; i < len(errs); i++ {
-		for j := i; j > 0 && key(errs[j]) < key(errs[j-1]); j-- {
-			errs[j], errs[j-1] = errs[j-1], errs[j]
-		}
-	}
-}
 
 // writeReport prints r as one JSON line (json) or as aligned lines (text).
 func writeReport(w io.Writer, format string, r *Report) {
