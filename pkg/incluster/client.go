@@ -293,7 +293,7 @@ func (c *Client) call(ctx context.Context, verb, path string, in, out any, op st
 			}
 			err = &apierrors.StatusError{ErrStatus: st}
 		}
-		return explain(err, op, "")
+		return explain(err, op)
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
 		return fmt.Errorf("%s: the answer is not JSON (%v); is this a Kubernetes API server, and not a proxy or login page?", op, err)

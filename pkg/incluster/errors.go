@@ -14,7 +14,7 @@ import (
 // explain wraps an error from a request with what was being done and what to
 // do about it. The result wraps err, so apierrors.IsForbidden and friends,
 // and errors.Is(err, context.DeadlineExceeded), still work.
-func explain(err error, op, _ string) error {
+func explain(err error, op string) error {
 	hint := ""
 	var cv *tls.CertificateVerificationError
 	var ne net.Error
@@ -69,5 +69,5 @@ func Explain(err error, op string) error {
 	if err == nil {
 		return nil
 	}
-	return explain(err, op, "")
+	return explain(err, op)
 }
