@@ -36,9 +36,7 @@ what=${1:-${CLUSTER:-$(default_cluster)}}
 case ${what} in
 local)
 	"${HACK_DIR}/local-cluster.sh" up
-	KUBECONFIG=$("${HACK_DIR}/local-cluster.sh" env | sed -n 's/^export KUBECONFIG=//p')
-	[[ -n ${KUBECONFIG} ]] || die "hack/local-cluster.sh env printed no KUBECONFIG"
-	export KUBECONFIG
+	eval "$("${HACK_DIR}/local-cluster.sh" env)" # KUBECONFIG and PATH, as hack/demo.sh and hack/bench.sh
 	export KUBECTL_IMAGE=${KUBECTL_IMAGE:-incluster.local/kubectl:v1.37.2}
 	# TestAPIServerRestart restarts the API server with this.
 	export E2E_RESTART_APISERVER="${HACK_DIR}/local-cluster.sh restart kube-apiserver"
