@@ -4,9 +4,10 @@
 // same rate limits.
 //
 // It is a package of its own on purpose. Importing the typed clientset links
-// every API group's client and registers every API type at start-up: about
-// 12 MB of binary and 4 ms of package init. Package incluster and the demo
-// do without it; a controller that needs typed clients imports this package.
+// every API group's client and registers every API type at start-up: the
+// demo, which does without it, measured 11.6 MB and 2.7 ms of package init
+// (make bench); with it, 27.3 MB and 14.4 ms. A controller that needs typed
+// clients imports this package.
 package clients
 
 import (

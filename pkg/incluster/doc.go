@@ -9,7 +9,8 @@
 // service-account namespace file; never a silent "default"). Package
 // clients builds client-go's typed clientset and discovery client on the
 // same config and HTTP client; it is apart so that programs which do not
-// need them do not pay for them (about 12 MB of binary and 4 ms of start-up).
+// need them do not pay for them (for the demo: 27.3 MB and 14.4 ms of package
+// init with them, 11.6 MB and 2.7 ms without).
 //
 // On top it offers what a controller author asks for next: the server's /api
 // document exactly as the server sends it (APIVersions), the server version,
