@@ -23,7 +23,7 @@ BIN=${OUT}/bin
 STAMP=${OUT}/stamp
 LOG=${OUT}/build.log
 
-K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
+K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl kubeadm)
 ALL_BINS=("${K8S_CMDS[@]}" etcd coredns)
 
 die() { echo "build-k8s.sh: $*" >&2; exit 1; }
