@@ -23,6 +23,13 @@
 // apart from the local cluster's (hack/local-cluster.sh). The kind release
 // this program is built with must be the one hack/kind.sh installs
 // (-kind-version), so that the loader and the kind binary agree.
+//
+// With -patch FILE -out OUT it first adds FILE (hack/kind-offline.yaml: what
+// the project's machines need to run kind offline) to the config and writes
+// the result to OUT, then checks OUT as above. A patch may only set
+// networking.disableDefaultCNI and add containerdConfigPatches and
+// kubeadmConfigPatches (appended after the config's own); anything else in it
+// is an error, so that the offline cluster stays the one of kind-config.yaml.
 package main
 
 import (
@@ -32,6 +39,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"reflect"
 	"regexp"
 	"runtime/debug"
 	"strings"
@@ -57,6 +65,8 @@ var (
 func main() {
 	name := flag.String("name", "incluster", "cluster name, as given to kind create cluster --name (overrides the file's)")
 	kindVersion := flag.String("kind-version", "", "kind release hack/kind.sh installs; must be the one this program is built with")
+	patch := flag.String("patch", "", "add this partial config (hack/kind-offline.yaml) and write the result to -out")
+	out := flag.String("out", "", "with -patch: where to write the patched config")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: kindcheck [flags] kind-config.yaml\n")
 		flag.PrintDefaults()
@@ -79,6 +89,18 @@ func main() {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		fail(err)
+	}
+	if *patch != "" {
+		if *out == "" {
+			fail(errors.New("-patch needs -out"))
+		}
+		if raw, err = applyPatch(raw, *patch); err != nil {
+			fail(err)
+		}
+		if err := os.WriteFile(*out, raw, 0o644); err != nil {
+			fail(err)
+		}
+		path = *out
 	}
 	cfg, err := load(raw)
 	if err != nil {
@@ -118,14 +140,55 @@ func load(raw []byte) (*v1alpha4.Cluster, error) {
 	if tm.Kind != "Cluster" {
 		return nil, fmt.Errorf("unknown kind %s for apiVersion: %s", tm.Kind, tm.APIVersion)
 	}
+	cfg, err := decode(raw)
+	if err != nil {
+		return nil, err
+	}
+	v1alpha4.SetDefaultsCluster(cfg)
+	return cfg, nil
+}
+
+// decode is kind's strict decode: unknown fields are errors.
+func decode(raw []byte) (*v1alpha4.Cluster, error) {
 	cfg := &v1alpha4.Cluster{}
 	d := yaml.NewDecoder(bytes.NewReader(raw))
 	d.KnownFields(true)
 	if err := d.Decode(cfg); err != nil {
 		return nil, fmt.Errorf("unable to decode config: %w", err)
 	}
-	v1alpha4.SetDefaultsCluster(cfg)
 	return cfg, nil
+}
+
+// applyPatch adds the partial config in file to the config raw and returns
+// the result as YAML (the fields the patch may set: see the package doc).
+func applyPatch(raw []byte, file string) ([]byte, error) {
+	base, err := decode(raw)
+	if err != nil {
+		return nil, err
+	}
+	praw, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	p, err := decode(praw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	if p.Kind != base.Kind || p.APIVersion != base.APIVersion {
+		return nil, fmt.Errorf("%s: is %s %s, want %s %s", file, p.APIVersion, p.Kind, base.APIVersion, base.Kind)
+	}
+	rest := *p
+	rest.Networking.DisableDefaultCNI = false
+	rest.ContainerdConfigPatches, rest.KubeadmConfigPatches = nil, nil
+	if !reflect.DeepEqual(rest, v1alpha4.Cluster{TypeMeta: p.TypeMeta}) {
+		return nil, fmt.Errorf("%s: a patch may only set networking.disableDefaultCNI, containerdConfigPatches and kubeadmConfigPatches", file)
+	}
+	if p.Networking.DisableDefaultCNI {
+		base.Networking.DisableDefaultCNI = true
+	}
+	base.ContainerdConfigPatches = append(base.ContainerdConfigPatches, p.ContainerdConfigPatches...)
+	base.KubeadmConfigPatches = append(base.KubeadmConfigPatches, p.KubeadmConfigPatches...)
+	return yaml.Marshal(base)
 }
 
 // validate repeats kind's Cluster.Validate and Node.Validate
