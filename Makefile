@@ -6,11 +6,13 @@ GO ?= go
 OUT ?= _output
 DEMO_IMAGE ?= incluster-demo:dev
 CLUSTER ?=
+# KIND_NODE_IMAGE=offline: kind with the node image built here (hack/kind.sh).
+KIND_NODE_IMAGE ?=
 # The Go release with the latest security fixes (hack/go-version, also read
 # by hack/go-env.sh), fetched by the go command from the module proxy.
 # go.mod still allows 1.26 for users of the library.
 GOTOOLCHAIN ?= $(file < hack/go-version)
-export DEMO_IMAGE GOTOOLCHAIN
+export DEMO_IMAGE GOTOOLCHAIN KIND_NODE_IMAGE
 
 .PHONY: all build test lint image images cluster-up cluster-down cluster-status test-cluster e2e demo fuzz bench kind-check clean
 
@@ -50,7 +52,8 @@ demo:
 	hack/demo.sh $(CLUSTER)
 
 ## e2e: the end-to-end suite in a real cluster. CLUSTER=local|kind (default:
-## kind where `docker info` works, else local).
+## kind where `docker info` works, else local). With CLUSTER=kind,
+## KIND_NODE_IMAGE=offline builds the node image here and needs no registry.
 e2e:
 	hack/e2e.sh $(CLUSTER)
 

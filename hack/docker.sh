@@ -7,7 +7,9 @@
 #           the engine of `env` already answers
 #   down    remove the containers and networks left on it, stop dockerd by
 #           PID and restore the host as it was before up: links (bridges),
-#           iptables FORWARD policy, /lib/modules, /etc/docker, mounts
+#           sysctls (hack/host-state.sh), iptables FORWARD policy,
+#           /lib/modules, /etc/docker/key.json, mounts
+#   deps    only install Debian's docker.io if it is missing
 #   env     the `export DOCKER_HOST=...` line to eval
 #   status  whether it runs
 #
@@ -18,6 +20,10 @@
 #       network, and nothing else (no NAT to the outside). Published ports
 #       work through docker-proxy (kind publishes the API server on
 #       127.0.0.1).
+#   a guard chain, INCLDOCKER-GUARD in FORWARD
+#       drops anything from a Docker bridge (br-*) that would leave through
+#       another interface, should forwarding be on (the local cluster turns
+#       it on while it runs).
 #   --default-runtime capfix (hack/cmd/runc-capfix)
 #       runc, minus the capabilities this machine's bounding set lacks
 #       (CAP_SYS_RESOURCE): without it every --privileged container fails.
@@ -49,6 +55,13 @@ dockerd_pid() { # the recorded PID, if it still runs dockerd
 	echo "${pid}"
 }
 
+deps() {
+	command -v dockerd >/dev/null && return 0
+	log "installing Debian's docker.io"
+	{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker.io; } \
+		>/tmp/incluster-docker-apt.log 2>&1 || die "apt-get install docker.io failed; log: /tmp/incluster-docker-apt.log"
+}
+
 answers() { DOCKER_HOST=unix://${SOCK} docker info >/dev/null 2>&1; }
 
 up() {
@@ -57,11 +70,7 @@ up() {
 		log "dockerd runs (unix://${SOCK})"
 		return 0
 	fi
-	if ! command -v dockerd >/dev/null; then
-		log "installing Debian's docker.io"
-		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker.io; } \
-			>/tmp/incluster-docker-apt.log 2>&1 || die "apt-get install docker.io failed; log: /tmp/incluster-docker-apt.log"
-	fi
+	deps
 	# shellcheck source=hack/go-env.sh
 	. "${HACK_DIR}/go-env.sh"
 	mkdir -p "${STATE}" "${RUN}" "${TOOLS}"
@@ -70,13 +79,17 @@ up() {
 
 	# What down restores.
 	if [[ ! -f ${RUN}/host.before ]]; then
+		"${HACK_DIR}/host-state.sh" snapshot "${RUN}/host"
 		{
 			echo "forward_policy=$(iptables -S FORWARD 2>/dev/null | sed -n 's/^-P FORWARD //p')"
 			echo "lib_modules=$([[ -e /lib/modules ]] && echo yes || echo no)"
-			echo "etc_docker=$([[ -e /etc/docker ]] && echo yes || echo no)"
+			echo "docker_key=$([[ -e /etc/docker/key.json ]] && echo yes || echo no)"
 		} >"${RUN}/host.before"
-		ip -o link show | awk -F': ' '{ print $2 }' | sed 's/@.*//' | sort >"${RUN}/links.before"
 	fi
+
+	iptables -N INCLDOCKER-GUARD 2>/dev/null || iptables -F INCLDOCKER-GUARD
+	iptables -A INCLDOCKER-GUARD -i br-+ ! -o br-+ -j DROP
+	iptables -C FORWARD -j INCLDOCKER-GUARD 2>/dev/null || iptables -I FORWARD 1 -j INCLDOCKER-GUARD
 
 	log "starting dockerd (log: ${LOG})"
 	echo "=== $(date -u +%FT%TZ)" >>"${LOG}"
@@ -124,6 +137,8 @@ down() {
 	restore_host
 }
 
+link_names() { sed -E 's/[:@].*//' | sort; }
+
 # restore_host: undo what dockerd and kind changed, from what up recorded.
 restore_host() {
 	local m l
@@ -131,12 +146,17 @@ restore_host() {
 	while read -r m; do
 		umount -l "${m}" 2>/dev/null || warn "could not unmount ${m}"
 	done < <(awk -v s="${STATE}" -v r="${RUN}" '$2 ~ "^(" s "|" r ")/" { print $2 }' /proc/mounts | sort -r)
+	if iptables -S INCLDOCKER-GUARD >/dev/null 2>&1; then
+		while iptables -D FORWARD -j INCLDOCKER-GUARD 2>/dev/null; do :; done
+		iptables -F INCLDOCKER-GUARD && iptables -X INCLDOCKER-GUARD
+	fi
 	[[ -f ${RUN}/host.before ]] || return 0
 	# Links that were not there before (the kind network's bridge, veths).
 	while read -r l; do
 		ip link delete "${l}" 2>/dev/null && log "removed link ${l}"
-	done < <(ip -o link show | awk -F': ' '{ print $2 }' | sed 's/@.*//' | sort | comm -13 "${RUN}/links.before" -)
-	local forward_policy lib_modules etc_docker
+	done < <(comm -13 <(link_names <"${RUN}/host/links") <(ip -o link | sed -E 's/^[0-9]+: //' | link_names))
+	"${HACK_DIR}/host-state.sh" restore-sysctls "${RUN}/host"
+	local forward_policy lib_modules docker_key
 	# shellcheck disable=SC1091 # written by up
 	. "${RUN}/host.before"
 	if [[ -n ${forward_policy} && $(iptables -S FORWARD | sed -n 's/^-P FORWARD //p') != "${forward_policy}" ]]; then
@@ -149,10 +169,10 @@ restore_host() {
 			warn "/lib/modules was created but is not empty: left in place"
 		fi
 	fi
-	if [[ ${etc_docker} == no && -d /etc/docker ]]; then
-		rm -rf /etc/docker && log "removed /etc/docker (created by dockerd)"
+	if [[ ${docker_key} == no && -f /etc/docker/key.json ]]; then
+		rm -f /etc/docker/key.json && log "removed /etc/docker/key.json (written by dockerd)"
 	fi
-	rm -f "${RUN}/host.before" "${RUN}/links.before"
+	rm -rf "${RUN}/host.before" "${RUN}/host"
 }
 
 print_env() { echo "export DOCKER_HOST=unix://${SOCK}"; }
@@ -167,7 +187,7 @@ status() {
 }
 
 case ${1:-} in
-up | down | status) "$1" ;;
+up | down | status | deps) "$1" ;;
 env) print_env ;;
-*) die "usage: docker.sh up|down|env|status (got '${1:-}')" ;;
+*) die "usage: docker.sh up|down|env|status|deps (got '${1:-}')" ;;
 esac

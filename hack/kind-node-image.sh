@@ -49,9 +49,15 @@ die() { echo "kind-node-image.sh: $*" >&2; exit 1; }
 log() { echo "kind-node-image.sh: $*"; }
 
 [[ ${EUID} -eq 0 ]] || die "must run as root (debootstrap and chroot). Try: sudo $0"
-for c in debootstrap jq containerd ctr; do
-	command -v "${c}" >/dev/null || die "${c} not found: run hack/local-cluster.sh deps (Debian packages)"
+missing=()
+for p in debootstrap jq containerd; do
+	dpkg-query -W -f='${Status}' "${p}" 2>/dev/null | grep -q 'install ok installed' || missing+=("${p}")
 done
+if ((${#missing[@]})); then
+	log "installing Debian packages: ${missing[*]}"
+	{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"; } \
+		>/tmp/incluster-kind-node-apt.log 2>&1 || die "apt-get install ${missing[*]} failed; log: /tmp/incluster-kind-node-apt.log"
+fi
 # shellcheck source=hack/go-env.sh
 . "${HACK_DIR}/go-env.sh"
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# kind.sh up|down|e2e|check: the kind cluster of `make e2e CLUSTER=kind` and
-# `hack/demo.sh kind`, made from kind-config.yaml (Kubernetes 1.37, one node).
+# kind.sh up|down|e2e|check|restart-apiserver: the kind cluster of
+# `make e2e CLUSTER=kind` and `hack/demo.sh kind`, made from kind-config.yaml
+# (Kubernetes 1.37, one node).
 #
 #   up     create the cluster ${KIND_CLUSTER:-incluster} unless it exists, write
 #          its kubeconfig to _output/kind.kubeconfig (~/.kube/config is not
@@ -12,6 +13,9 @@
 #   check  without Docker: kind-config.yaml (or FILE: check [FILE]) loads the
 #          way kind loads it and is the cluster the e2e suite expects
 #          (hack/cmd/kindcheck)
+#   restart-apiserver
+#          stop kube-apiserver in the node (kubelet starts it again) and wait
+#          until /readyz says ok (the e2e suite's TestAPIServerRestart)
 #
 # up, down and e2e need Docker. kind is the one in PATH, else
 # _output/bin/kind, built from the Go module proxy (go install
@@ -20,6 +24,22 @@
 # both together (hack/go.mod pins the same kind for kindcheck).
 # In kind the proxy sidecar uses the official kubectl image (KUBECTL_IMAGE
 # below), which the node pulls from registry.k8s.io.
+#
+# KIND_NODE_IMAGE=offline is for machines with no registry and no Docker
+# engine (this project's CI; root). Everything above, with these differences:
+#   - Docker: if none answers, hack/docker.sh starts a private dockerd; down
+#     stops it and restores the host;
+#   - node image: incluster.local/kind-node:v1.37.2, built by
+#     hack/kind-node-image.sh from Debian packages and the local cluster's
+#     Kubernetes binaries, imported into Docker when its inputs changed;
+#   - config: kind-config.yaml plus hack/kind-offline.yaml (the patches these
+#     machines need, each explained there), merged and checked by kindcheck;
+#   - no kindnetd and no kubeadm CoreDNS (their images cannot be had here): a
+#     bridge CNI config written from the node's podCIDR, and the local
+#     cluster's CoreDNS (hack/manifests/coredns.yaml) at kubelet's clusterDNS;
+#   - images loaded: KIND_IMAGES plus kubectl and coredns; the proxy sidecar
+#     uses incluster.local/kubectl:v1.37.2.
+# Any other KIND_NODE_IMAGE is passed to kind create cluster as --image.
 set -euo pipefail
 
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -33,7 +53,18 @@ IMAGES=${ROOT}/_output/images
 BIN=${ROOT}/_output/bin   # kind, when built here
 TOOLS=${ROOT}/_output/hack # host-side helper binaries (kindcheck)
 KUBECTL_IMAGE=registry.k8s.io/kubectl:v1.37.2
+KIND_NODE_IMAGE=${KIND_NODE_IMAGE:-}
+OFFLINE_IMAGE=incluster.local/kind-node:v1.37.2
+OFFLINE_DIR=${INCLUSTER_CACHE:-/var/cache/incluster}/kind-node-v1.37.2 # hack/kind-node-image.sh
+OFFLINE_CONFIG=${ROOT}/_output/kind-offline-config.yaml
+K8S_BIN=${INCLUSTER_CACHE:-/var/cache/incluster}/k8s-v1.37.2/bin
 export DEMO_IMAGE=${DEMO_IMAGE:-incluster-demo:dev}
+if [[ ${KIND_NODE_IMAGE} == offline ]]; then
+	KUBECTL_IMAGE=incluster.local/kubectl:v1.37.2
+	for img in kubectl coredns; do
+		[[ " ${KIND_IMAGES} " == *" ${img} "* ]] || KIND_IMAGES+=" ${img}"
+	done
+fi
 
 die() { echo "kind.sh: $*" >&2; exit 1; }
 warn() { echo "kind.sh: warning: $*" >&2; }
@@ -42,7 +73,72 @@ warn() { echo "kind.sh: warning: $*" >&2; }
 . "$(dirname "${BASH_SOURCE[0]}")/go-env.sh"
 
 need_docker() {
-	docker info >/dev/null 2>&1 || die "kind needs Docker ('docker info' failed); use CLUSTER=local"
+	if [[ ${KIND_NODE_IMAGE} == offline ]] && ! docker info >/dev/null 2>&1; then
+		"${HACK_DIR}/docker.sh" up
+		eval "$("${HACK_DIR}/docker.sh" env)" # DOCKER_HOST, for kind and docker
+	fi
+	docker info >/dev/null 2>&1 ||
+		die "kind needs Docker ('docker info' failed); use CLUSTER=local, or KIND_NODE_IMAGE=offline (root) for a private dockerd"
+}
+
+kc() { "${K8S_BIN}/kubectl" --kubeconfig "${KUBECONFIG_OUT}" "$@"; }
+
+# offline_image: build the node image's tarball if its inputs changed, and
+# import it into Docker unless the image there carries the same stamp.
+offline_image() {
+	"${HACK_DIR}/kind-node-image.sh"
+	local want have
+	want=$(<"${OFFLINE_DIR}/node.stamp")
+	have=$(docker image inspect -f '{{index .Config.Labels "io.incluster.node-stamp"}}' "${OFFLINE_IMAGE}" 2>/dev/null || true)
+	if [[ ${have} == "${want}" ]]; then
+		echo "kind.sh: ${OFFLINE_IMAGE} is up to date in Docker"
+		return 0
+	fi
+	echo "kind.sh: importing ${OFFLINE_DIR}/node.tar as ${OFFLINE_IMAGE}"
+	# The ENTRYPOINT and ENV of kind's base image (images/base/Dockerfile).
+	docker import -c 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' -c 'ENV container=docker' \
+		-c "LABEL io.incluster.node-stamp=${want}" "${OFFLINE_DIR}/node.tar" "${OFFLINE_IMAGE}" >/dev/null ||
+		die "docker import of ${OFFLINE_DIR}/node.tar failed"
+}
+
+# offline_addons does what kindnetd and kubeadm's CoreDNS addon do: a bridge
+# CNI config for the node's podCIDR (one node: no routes to others), then
+# CoreDNS at the address kubelet gives pods as their nameserver.
+offline_addons() {
+	local node=${KIND_CLUSTER}-control-plane cidr='' dns i
+	# kube-controller-manager assigns it shortly after the node registers.
+	for ((i = 0; i < 120; i++)); do
+		cidr=$(kc get node "${node}" -o jsonpath='{.spec.podCIDR}' 2>/dev/null || true)
+		[[ -n ${cidr} ]] && break
+		sleep 0.5
+	done
+	[[ -n ${cidr} ]] || die "node ${node} has no podCIDR 60 s after kind created it (kubectl describe node ${node})"
+	docker exec -i "${node}" sh -c 'cat >/etc/cni/net.d/10-incluster-bridge.conflist' <<CNI
+{
+  "cniVersion": "1.0.0",
+  "name": "incluster-bridge",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "cni0",
+      "isGateway": true,
+      "ipMasq": false,
+      "hairpinMode": true,
+      "ipam": {"type": "host-local", "ranges": [[{"subnet": "${cidr}"}]], "routes": [{"dst": "0.0.0.0/0"}]}
+    },
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+CNI
+	kc wait --for=condition=Ready "node/${node}" --timeout=120s >/dev/null ||
+		die "node ${node} is not Ready 120 s after its CNI config was written"
+	dns=$(kc -n kube-system get configmap kubelet-config -o jsonpath='{.data.kubelet}' | sed -n '/^clusterDNS:/{n;s/^- *//p}')
+	[[ ${dns} =~ ^[0-9.]+$ ]] || die "no clusterDNS address in kube-system/kubelet-config (got '${dns}')"
+	sed "s/clusterIP: 10\.96\.0\.10\$/clusterIP: ${dns}/" "${HACK_DIR}/manifests/coredns.yaml" | kc apply -f - >/dev/null ||
+		die "kubectl apply of hack/manifests/coredns.yaml failed"
+	kc -n kube-system rollout status deployment/coredns --timeout=120s >/dev/null ||
+		die "CoreDNS is not available 120 s after it was applied (kubectl -n kube-system describe pods -l k8s-app=kube-dns)"
+	echo "kind.sh: bridge CNI for ${cidr}, CoreDNS at ${dns}"
 }
 
 kind_version_of() { # kind_version_of BINARY: prints e.g. v0.33.0
@@ -91,6 +187,8 @@ up() {
 	need_docker
 	check
 	find_kind
+	# The node image first: it builds every image tarball (images.sh all).
+	if [[ ${KIND_NODE_IMAGE} == offline ]]; then offline_image; fi
 	# The demo image of this tree, under ${DEMO_IMAGE} (quick when up to date).
 	"${HACK_DIR}/images.sh" demo
 	local img tars=()
@@ -100,11 +198,23 @@ up() {
 	done
 
 	mkdir -p "$(dirname "${KUBECONFIG_OUT}")"
+	local create=(--config "${CONFIG}" --wait 3m)
+	case ${KIND_NODE_IMAGE} in
+	"") ;;
+	offline)
+		"${TOOLS}/kindcheck" -name "${KIND_CLUSTER}" -kind-version "${KIND_VERSION}" \
+			-patch "${HACK_DIR}/kind-offline.yaml" -out "${OFFLINE_CONFIG}" "${CONFIG}"
+		# No --wait: the node is Ready only once offline_addons gives it a CNI.
+		create=(--config "${OFFLINE_CONFIG}" --image "${OFFLINE_IMAGE}")
+		;;
+	*) create+=(--image "${KIND_NODE_IMAGE}") ;;
+	esac
+	local created=no
 	if cluster_exists; then
 		echo "kind.sh: cluster ${KIND_CLUSTER} exists"
 	else
-		"${KIND}" create cluster --name "${KIND_CLUSTER}" --config "${CONFIG}" \
-			--kubeconfig "${KUBECONFIG_OUT}" --wait 3m
+		"${KIND}" create cluster --name "${KIND_CLUSTER}" --kubeconfig "${KUBECONFIG_OUT}" "${create[@]}"
+		created=yes
 	fi
 	"${KIND}" export kubeconfig --name "${KIND_CLUSTER}" --kubeconfig "${KUBECONFIG_OUT}"
 	local tar
@@ -112,6 +222,9 @@ up() {
 		echo "kind.sh: loading ${tar}"
 		"${KIND}" load image-archive --name "${KIND_CLUSTER}" "${tar}"
 	done
+	if [[ ${KIND_NODE_IMAGE} == offline && ${created} == yes ]]; then
+		offline_addons
+	fi
 	echo "kind.sh: cluster ${KIND_CLUSTER} is up; KUBECONFIG=${KUBECONFIG_OUT}"
 }
 
@@ -120,16 +233,59 @@ down() {
 	find_kind
 	"${KIND}" delete cluster --name "${KIND_CLUSTER}" --kubeconfig "${KUBECONFIG_OUT}"
 	rm -f "${KUBECONFIG_OUT}"
+	if [[ ${KIND_NODE_IMAGE} == offline ]] && "${HACK_DIR}/docker.sh" status >/dev/null 2>&1; then
+		"${HACK_DIR}/docker.sh" down
+	fi
 }
+
+restart_apiserver() {
+	local node=${KIND_CLUSTER}-control-plane i
+	# As hack/local-cluster.sh restart: SIGTERM, and SIGKILL after 5 s. Its
+	# graceful shutdown waits up to 60 s for open connections to close
+	# ("Failed to shutdown server: context deadline exceeded"), and this is a
+	# test of the clients, not of the server's shutdown.
+	docker exec "${node}" pkill -TERM -x kube-apiserver || die "no kube-apiserver process in ${node}"
+	for ((i = 0; i < 50; i++)); do
+		docker exec "${node}" pgrep -x kube-apiserver >/dev/null || break
+		sleep 0.1
+	done
+	if docker exec "${node}" pgrep -x kube-apiserver >/dev/null; then
+		echo "kind.sh: kube-apiserver did not stop within 5 s of SIGTERM: SIGKILL"
+		docker exec "${node}" pkill -KILL -x kube-apiserver || true
+	fi
+	echo "kind.sh: kube-apiserver stopped; kubelet starts it again"
+	for ((i = 0; i < 600; i++)); do
+		[[ $(kc get --raw=/readyz 2>/dev/null) == ok ]] && break
+		sleep 0.1
+	done
+	[[ $(kc get --raw=/readyz 2>/dev/null) == ok ]] || die "kube-apiserver is not ready 60 s after it stopped"
+	echo "kind.sh: kube-apiserver is ready"
+}
+
+HOST_STATE= # set by e2e when it starts the private dockerd: the host's state before
 
 cleanup() { # EXIT trap of e2e: down, keeping the exit status
 	local rc=$?
 	trap - EXIT
 	(down) || warn "could not delete cluster ${KIND_CLUSTER}"
+	if [[ -n ${HOST_STATE} ]]; then
+		"${HACK_DIR}/host-state.sh" snapshot "${HOST_STATE}/after"
+		if ! "${HACK_DIR}/host-state.sh" compare "${HOST_STATE}/before" "${HOST_STATE}/after"; then
+			echo "kind.sh: the host is not as it was before the private dockerd started (differences above)" >&2
+			if ((rc == 0)); then rc=1; fi
+		fi
+		rm -rf "${HOST_STATE}"
+	fi
 	exit "${rc}"
 }
 
 e2e() {
+	# Offline, with no Docker running: prove that down restores the host.
+	if [[ ${KIND_NODE_IMAGE} == offline && ${KIND_KEEP:-} != 1 ]] && ! docker info >/dev/null 2>&1; then
+		"${HACK_DIR}/docker.sh" deps
+		HOST_STATE=$(mktemp -d /tmp/incluster-kind-host.XXXXXX)
+		"${HACK_DIR}/host-state.sh" snapshot "${HOST_STATE}/before"
+	fi
 	need_docker
 	if [[ ${KIND_KEEP:-} == 1 ]]; then
 		echo "kind.sh: KIND_KEEP=1: the cluster stays up (hack/kind.sh down deletes it)"
@@ -141,12 +297,14 @@ e2e() {
 		trap 'exit 143' TERM
 	fi
 	up
-	KUBECONFIG=${KUBECONFIG_OUT} KUBECTL_IMAGE=${KUBECTL_IMAGE} "${HACK_DIR}/e2e.sh" suite
+	KUBECONFIG=${KUBECONFIG_OUT} KUBECTL_IMAGE=${KUBECTL_IMAGE} \
+		E2E_RESTART_APISERVER="${HACK_DIR}/kind.sh restart-apiserver" "${HACK_DIR}/e2e.sh" suite
 }
 
 what=${1:-}
 case ${what} in
 up | down | e2e) "${what}" ;;
 check) check "${2:-}" ;;
-*) die "usage: kind.sh up|down|e2e|check [FILE] (got '${what}')" ;;
+restart-apiserver) restart_apiserver ;;
+*) die "usage: kind.sh up|down|e2e|check [FILE]|restart-apiserver (got '${what}')" ;;
 esac

@@ -11,9 +11,9 @@
 #      nslookup), run in a namespace that enforces the restricted Pod Security
 #      level.
 #   4. hack/local-cluster.sh down succeeds (timed).
-#   5. `ip -o link`, `iptables-save`/`ip6tables-save` (counters and comments
-#      dropped), the mount table, the cgroup folders, /run/netns and the
-#      sysctls are as before step 1. Any difference is printed and fails.
+#   5. The host is as before step 1 (hack/host-state.sh: links, iptables,
+#      mounts, cgroups, /run/netns, sysctls, /lib/modules). Any difference is
+#      printed and fails.
 # Exit status: 0 when every check passed. Root required.
 set -euo pipefail
 
@@ -35,24 +35,7 @@ fail() {
 	failures=$((failures + 1))
 }
 
-# Sysctls whose values move on their own: not compared.
-VOLATILE='^(fs\.(dentry-state|file-nr|inode-nr|inode-state|quota\.)|kernel\.(random\.|ns_last_pid|pty\.nr|sched_|perf_event)|net\.netfilter\.nf_conntrack_count|vm\.(stat|nr_))'
-
-snapshot() { # snapshot DIR
-	local d=$1
-	mkdir -p "${d}"
-	ip -o link | sed -E 's/^[0-9]+: //' | sort >"${d}/links"
-	local t
-	for t in iptables ip6tables; do
-		"${t}-save" | sed -E -e '/^#/d' -e 's/ \[[0-9]+:[0-9]+\]$//' >"${d}/${t}"
-	done
-	# mount point, root, fs type, source: not the IDs, which change.
-	awk '{ sep = 0; for (i = 7; i <= NF; i++) if ($i == "-") { sep = i; break }
-		print $5, $4, $(sep + 1), $(sep + 2) }' /proc/self/mountinfo | sort >"${d}/mounts"
-	sysctl -a 2>/dev/null | grep -vE "${VOLATILE}" | sort >"${d}/sysctls"
-	find /sys/fs/cgroup -mindepth 1 -maxdepth 3 -type d 2>/dev/null | sort >"${d}/cgroups"
-	ls -a /run/netns >"${d}/netns" 2>&1 || true
-}
+snapshot() { "${HACK_DIR}/host-state.sh" snapshot "$1"; }
 
 # run_pod NAMESPACE NAME IMAGE OVERRIDES ARGS...: run to completion, print its log.
 run_pod() {
@@ -115,14 +98,13 @@ else
 fi
 
 snapshot "${WORK}/after"
-for f in links iptables ip6tables mounts sysctls cgroups netns; do
-	if diff -u "${WORK}/before/${f}" "${WORK}/after/${f}" >"${WORK}/${f}.diff"; then
-		pass "host restored: ${f}"
-	else
-		fail "host not restored: ${f} (before/after):"
-		cat "${WORK}/${f}.diff"
-	fi
-done
+while read -r result what; do
+	case ${result} in
+	PASS:) pass "${what}" ;;
+	FAIL:) fail "${what}" ;;
+	*) echo "${result} ${what}" ;; # the differences
+	esac
+done < <("${HACK_DIR}/host-state.sh" compare "${WORK}/before" "${WORK}/after" || true)
 
 echo "${passes} passed, ${failures} failed"
 rm -rf "${WORK}"
