@@ -22,9 +22,11 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(OUT)/bin/demo ./cmd/demo
 
-## test: unit tests with the race detector. No root, no cluster.
+## test: unit tests with the race detector. No root, no cluster. Also the
+## tests of the tools in hack/cmd (their own module).
 test:
 	$(GO) test -race -count=1 ./...
+	cd hack && $(GO) test -race -count=1 $$($(GO) list -f '{{if .TestGoFiles}}{{.ImportPath}}{{end}}' ./cmd/...)
 
 ## bench: latency, connections, memory, size, load and init cost against the
 ## local cluster, next to curl, kubectl and client-go (root); writes bench/results.md.
