@@ -14,12 +14,12 @@ import (
 // server is away, without crashing or spinning, and recover within a few
 // seconds of its return. E2E_RESTART_APISERVER is the command that restarts
 // the API server and returns once it is ready again; hack/e2e.sh sets it for
-// the local cluster. Where it is not set (kind), the test is skipped, and
-// says so.
+// the local cluster and hack/kind.sh for kind. Where it is not set, the test
+// is skipped, and says so.
 func TestAPIServerRestart(t *testing.T) {
 	restart := os.Getenv("E2E_RESTART_APISERVER")
 	if restart == "" {
-		t.Skip("E2E_RESTART_APISERVER is not set: this cluster offers no way to restart its API server (hack/e2e.sh sets it for CLUSTER=local)")
+		t.Skip("E2E_RESTART_APISERVER is not set: no command to restart this cluster's API server (hack/e2e.sh sets it for CLUSTER=local and CLUSTER=kind)")
 	}
 	h := newHostPod(t, "restart")
 	writeAtomic(t, h.saDir, "token", h.token("anchor"))
