@@ -12,7 +12,7 @@
 #          (also on failure or Ctrl-C; KIND_KEEP=1 leaves the cluster up)
 #   check  without Docker: kind-config.yaml (or FILE: check [FILE]) loads the
 #          way kind loads it and is the cluster the e2e suite expects
-#          (hack/cmd/kindcheck)
+#          (hack/cmd/kindcheck), alone and with hack/kind-offline.yaml added
 #   restart-apiserver
 #          stop kube-apiserver in the node (kubelet starts it again) and wait
 #          until /readyz says ok (the e2e suite's TestAPIServerRestart)
@@ -181,6 +181,10 @@ check() { # check [FILE]: kind's loader and the project's rules, no Docker
 	(cd "${HACK_DIR}" && CGO_ENABLED=0 go build -o "${TOOLS}/kindcheck" ./cmd/kindcheck) ||
 		die "go build ./cmd/kindcheck (in ${HACK_DIR}) failed"
 	"${TOOLS}/kindcheck" -name "${KIND_CLUSTER}" -kind-version "${KIND_VERSION}" "${file}"
+	# And with the offline patches, as KIND_NODE_IMAGE=offline uses it.
+	mkdir -p "$(dirname "${OFFLINE_CONFIG}")"
+	"${TOOLS}/kindcheck" -name "${KIND_CLUSTER}" -kind-version "${KIND_VERSION}" \
+		-patch "${HACK_DIR}/kind-offline.yaml" -out "${OFFLINE_CONFIG}" "${file}"
 }
 
 up() {
@@ -202,9 +206,8 @@ up() {
 	case ${KIND_NODE_IMAGE} in
 	"") ;;
 	offline)
-		"${TOOLS}/kindcheck" -name "${KIND_CLUSTER}" -kind-version "${KIND_VERSION}" \
-			-patch "${HACK_DIR}/kind-offline.yaml" -out "${OFFLINE_CONFIG}" "${CONFIG}"
-		# No --wait: the node is Ready only once offline_addons gives it a CNI.
+		# ${OFFLINE_CONFIG} was written by check, above. No --wait: the
+		# node is Ready only once offline_addons gives it a CNI.
 		create=(--config "${OFFLINE_CONFIG}" --image "${OFFLINE_IMAGE}")
 		;;
 	*) create+=(--image "${KIND_NODE_IMAGE}") ;;

@@ -6,7 +6,8 @@
 #   govulncheck  root module            (pinned in hack/tools/go.mod)
 #   shell        shellcheck of every *.sh and .ci/run (Debian package)
 #   tls          no code turns TLS verification off (InsecureSkipVerify)
-#   kind config  kind-config.yaml loads as kind v0.33.0 loads it (hack/kind.sh check)
+#   kind config  kind-config.yaml loads as kind v0.33.0 loads it, alone and
+#                with hack/kind-offline.yaml (hack/kind.sh check)
 # govulncheck uses https://vuln.go.dev when it can reach it, else the
 # snapshot of the Go vulnerability database in the golang.org/x/vulndb module
 # pinned below (served by the Go module proxy), and says which it used.
