@@ -10,7 +10,10 @@
 # Without an argument: $CLUSTER, else kind where `docker info` works, else local.
 # Environment: DEMO_IMAGE (default incluster-demo:dev), KUBECTL_IMAGE (the proxy
 # sidecar's image), E2E_RUN (a go test -run pattern), E2E_RESTART_APISERVER
-# (a command that restarts the API server; set here for local).
+# (a command that restarts the API server; set here for local, by kind.sh for
+# kind), E2E_RESULTS (a file for the outcome of each test, one "--- PASS: Name"
+# line each: local and kind write _output/e2e-local.results and
+# _output/e2e-kind.results, which .ci/run compares).
 set -euo pipefail
 
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -28,8 +31,14 @@ default_cluster() {
 suite() {
 	[[ -n ${KUBECONFIG:-} ]] || die "KUBECONFIG is not set: which cluster should the suite use?"
 	echo "e2e.sh: suite against ${KUBECONFIG} (demo image ${DEMO_IMAGE}, kubectl image ${KUBECTL_IMAGE:-default})"
+	local results=${E2E_RESULTS:-${ROOT}/_output/e2e.results}
+	mkdir -p "$(dirname "${results}")"
+	rm -f "${results}"
 	cd "${ROOT}/e2e"
-	go test -count=1 -v -timeout 20m ${E2E_RUN:+-run "${E2E_RUN}"} ./...
+	go test -count=1 -v -timeout 20m ${E2E_RUN:+-run "${E2E_RUN}"} ./... 2>&1 | tee "${results}.log"
+	# The outcome of each test and subtest, without durations, sorted.
+	sed -nE 's/^ *--- (PASS|FAIL|SKIP): ([^ ]+).*/--- \1: \2/p' "${results}.log" | sort >"${results}"
+	rm -f "${results}.log"
 }
 
 what=${1:-${CLUSTER:-$(default_cluster)}}
@@ -40,7 +49,7 @@ local)
 	export KUBECTL_IMAGE=${KUBECTL_IMAGE:-incluster.local/kubectl:v1.37.2}
 	# TestAPIServerRestart restarts the API server with this.
 	export E2E_RESTART_APISERVER="${HACK_DIR}/local-cluster.sh restart kube-apiserver"
-	suite
+	E2E_RESULTS=${E2E_RESULTS:-${ROOT}/_output/e2e-local.results} suite
 	;;
 kind) exec "${HACK_DIR}/kind.sh" e2e ;;
 suite) suite ;;

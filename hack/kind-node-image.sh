@@ -16,6 +16,8 @@
 #     CNI plugins (in /opt/cni/bin), iptables, nftables, conntrack, iproute2;
 #   - kind's base files: /usr/local/bin/entrypoint, /kind/, the systemd units
 #     of containerd and kubelet, /etc/containerd/config.toml, cri-base.json;
+#     crictl at the version kind's base image pins (CRICTL_VERSION in its
+#     Dockerfile), built from the Go module proxy;
 #   - kubeadm, kubelet, kubectl in /usr/bin and /kind/version, from
 #     hack/build-k8s.sh (the local cluster's pinned sources);
 #   - the images kubeadm expects, under the names and tags it expects
@@ -69,10 +71,20 @@ KIND_DIR=$(cd "${HACK_DIR}" && go list -m -f '{{.Dir}}' sigs.k8s.io/kind) ||
 KIND_FILES=${KIND_DIR}/images/base/files
 [[ -f ${KIND_FILES}/usr/local/bin/entrypoint ]] || die "${KIND_FILES}/usr/local/bin/entrypoint is missing"
 
+# crictl, as kind's base image has it (kind export logs uses it).
+CRICTL_VERSION=$(sed -n 's/^ARG CRICTL_VERSION="\(.*\)"$/\1/p' "${KIND_DIR}/images/base/Dockerfile")
+[[ ${CRICTL_VERSION} =~ ^v[0-9.]+$ ]] || die "no CRICTL_VERSION in ${KIND_DIR}/images/base/Dockerfile"
+CRICTL=${OUT}/crictl-${CRICTL_VERSION}/crictl
+if [[ ! -x ${CRICTL} ]]; then
+	log "building crictl ${CRICTL_VERSION} (Go module proxy)"
+	GOBIN=$(dirname "${CRICTL}") CGO_ENABLED=0 go install -trimpath -ldflags "-s -w" \
+		"sigs.k8s.io/cri-tools/cmd/crictl@${CRICTL_VERSION}" || die "go install sigs.k8s.io/cri-tools/cmd/crictl@${CRICTL_VERSION} failed"
+fi
+
 stamp() {
 	echo "${SUITE} ${MIRROR} ${PACKAGES}"
 	cat "${CACHE}/k8s-${K8S_VERSION}/stamp"
-	sha256sum "${TOOLS}/pause" "${TOOLS}/mkimage" "${SELF}"
+	sha256sum "${TOOLS}/pause" "${TOOLS}/mkimage" "${CRICTL}" "${SELF}"
 	(cd "${KIND_DIR}/images/base" && find files -type f -print0 | sort -z | xargs -0 sha256sum)
 }
 mkdir -p "${OUT}"
@@ -132,6 +144,7 @@ chroot "${NODE}" systemctl mask systemd-binfmt.service >/dev/null 2>&1
 
 # kind runs containerd from /usr/local/bin and the CNI plugins from /opt/cni/bin.
 for b in containerd ctr containerd-shim-runc-v2; do ln -sf "/usr/bin/${b}" "${NODE}/usr/local/bin/${b}"; done
+install -m 0755 "${CRICTL}" "${NODE}/usr/local/bin/crictl"
 mkdir -p "${NODE}/opt/cni"
 ln -sfn /usr/lib/cni "${NODE}/opt/cni/bin"
 ctr oci spec |

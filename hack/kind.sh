@@ -301,7 +301,8 @@ e2e() {
 	fi
 	up
 	KUBECONFIG=${KUBECONFIG_OUT} KUBECTL_IMAGE=${KUBECTL_IMAGE} \
-		E2E_RESTART_APISERVER="${HACK_DIR}/kind.sh restart-apiserver" "${HACK_DIR}/e2e.sh" suite
+		E2E_RESTART_APISERVER="${HACK_DIR}/kind.sh restart-apiserver" \
+		E2E_RESULTS=${E2E_RESULTS:-${ROOT}/_output/e2e-kind.results} "${HACK_DIR}/e2e.sh" suite
 }
 
 what=${1:-}
