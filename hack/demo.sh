@@ -3,7 +3,8 @@
 # demo from deploy/ (kubectl apply -k), wait for it to finish and print its
 # report. Without an argument: $CLUSTER, else kind where `docker info` works,
 # else local. The cluster is left running: make cluster-down (or
-# hack/kind.sh down) stops it. Exits with the demo's exit code.
+# hack/kind.sh down, with the same KIND_NODE_IMAGE) stops it. Exits with the
+# demo's exit code.
 set -euo pipefail
 
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -25,6 +26,9 @@ local)
 kind)
 	"${HACK_DIR}/kind.sh" up >&2
 	export KUBECONFIG=${ROOT}/_output/kind.kubeconfig
+	# The kubectl built with the local cluster, if there is one (no skew).
+	k8s_bin=${INCLUSTER_CACHE:-/var/cache/incluster}/k8s-v1.37.2/bin
+	if [[ -x ${k8s_bin}/kubectl ]]; then PATH=${k8s_bin}:${PATH}; fi
 	;;
 *) die "usage: demo.sh [local|kind] (got '${what}')" ;;
 esac
