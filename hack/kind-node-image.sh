@@ -84,7 +84,7 @@ fi
 stamp() {
 	echo "${SUITE} ${MIRROR} ${PACKAGES}"
 	cat "${CACHE}/k8s-${K8S_VERSION}/stamp"
-	sha256sum "${TOOLS}/pause" "${TOOLS}/mkimage" "${CRICTL}" "${SELF}"
+	sha256sum "${TOOLS}/pause" "${TOOLS}/mkimage" "${CRICTL}" "${SELF}" | cut -d" " -f1 # not the paths: any clone, same stamp
 	(cd "${KIND_DIR}/images/base" && find files -type f -print0 | sort -z | xargs -0 sha256sum)
 }
 mkdir -p "${OUT}"
