@@ -95,10 +95,14 @@ offline_image() {
 		return 0
 	fi
 	echo "kind.sh: importing ${OFFLINE_DIR}/node.tar as ${OFFLINE_IMAGE}"
+	local old
+	old=$(docker image inspect -f '{{.Id}}' "${OFFLINE_IMAGE}" 2>/dev/null || true)
 	# The ENTRYPOINT and ENV of kind's base image (images/base/Dockerfile).
 	docker import -c 'ENTRYPOINT ["/usr/local/bin/entrypoint", "/sbin/init"]' -c 'ENV container=docker' \
 		-c "LABEL io.incluster.node-stamp=${want}" "${OFFLINE_DIR}/node.tar" "${OFFLINE_IMAGE}" >/dev/null ||
 		die "docker import of ${OFFLINE_DIR}/node.tar failed"
+	# The previous build, now untagged, would only take space.
+	if [[ -n ${old} ]]; then docker rmi "${old}" >/dev/null 2>&1 || true; fi
 }
 
 # offline_addons does what kindnetd and kubeadm's CoreDNS addon do: a bridge
