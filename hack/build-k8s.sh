@@ -3,7 +3,7 @@
 #
 # Output: ${INCLUSTER_CACHE:-/var/cache/incluster}/k8s-v1.37.2/bin/
 #   kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy
-#   kubectl etcd coredns
+#   kubectl kubeadm (for the offline kind node image) etcd coredns
 # Versions are pinned by hack/go.mod + go.sum (Kubernetes, etcd) and
 # hack/coredns/go.mod + go.sum (CoreDNS). A stamp file records a hash of those
 # files and of the Go version; when it matches and every binary exists, nothing
