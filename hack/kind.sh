@@ -81,7 +81,13 @@ need_docker() {
 		die "kind needs Docker ('docker info' failed); use CLUSTER=local, or KIND_NODE_IMAGE=offline (root) for a private dockerd"
 }
 
-kc() { "${K8S_BIN}/kubectl" --kubeconfig "${KUBECONFIG_OUT}" "$@"; }
+# kc: kubectl on the kind cluster; the one built with the local cluster if
+# there is one (same version), else the one in PATH.
+kc() {
+	local k=kubectl
+	if [[ -x ${K8S_BIN}/kubectl ]]; then k=${K8S_BIN}/kubectl; fi
+	"${k}" --kubeconfig "${KUBECONFIG_OUT}" "$@"
+}
 
 # offline_image: build the node image's tarball if its inputs changed, and
 # import it into Docker unless the image there carries the same stamp.
@@ -246,13 +252,14 @@ down() {
 }
 
 restart_apiserver() {
-	local node=${KIND_CLUSTER}-control-plane i
+	local node=${KIND_CLUSTER}-control-plane deadline
 	# As hack/local-cluster.sh restart: SIGTERM, and SIGKILL after 5 s. Its
 	# graceful shutdown waits up to 60 s for open connections to close
 	# ("Failed to shutdown server: context deadline exceeded"), and this is a
 	# test of the clients, not of the server's shutdown.
 	docker exec "${node}" pkill -TERM -x kube-apiserver || die "no kube-apiserver process in ${node}"
-	for ((i = 0; i < 50; i++)); do
+	deadline=$((SECONDS + 5))
+	while ((SECONDS < deadline)); do
 		docker exec "${node}" pgrep -x kube-apiserver >/dev/null || break
 		sleep 0.1
 	done
@@ -261,7 +268,8 @@ restart_apiserver() {
 		docker exec "${node}" pkill -KILL -x kube-apiserver || true
 	fi
 	echo "kind.sh: kube-apiserver stopped; kubelet starts it again"
-	for ((i = 0; i < 600; i++)); do
+	deadline=$((SECONDS + 60))
+	while ((SECONDS < deadline)); do
 		[[ $(kc get --raw=/readyz 2>/dev/null) == ok ]] && break
 		sleep 0.1
 	done
