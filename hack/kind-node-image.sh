@@ -26,7 +26,8 @@
 #     kube-proxy (with Debian's iptables, nft and conntrack), etcd
 #     (registry.k8s.io/etcd:3.7.0-0 holds etcd v3.7.3, as in the local
 #     cluster), pause (3.10.2 for kubeadm, 3.10 for kind's containerd config);
-#     CoreDNS is not here: hack/kind.sh installs the local cluster's.
+#     and the local cluster's CoreDNS image (incluster.local/coredns:v1.15.0),
+#     which hack/kind.sh deploys in place of kubeadm's CoreDNS addon.
 #   - one change for these machines: containerd's unit asks for
 #     OOMScoreAdjust=-999, which needs CAP_SYS_RESOURCE (absent here); a
 #     drop-in sets 0.
@@ -85,6 +86,7 @@ stamp() {
 	echo "${SUITE} ${MIRROR} ${PACKAGES}"
 	cat "${CACHE}/k8s-${K8S_VERSION}/stamp"
 	sha256sum "${TOOLS}/pause" "${TOOLS}/mkimage" "${CRICTL}" "${SELF}" | cut -d" " -f1 # not the paths: any clone, same stamp
+	cat "${ROOT}/_output/images/coredns.digest"
 	(cd "${KIND_DIR}/images/base" && find files -type f -print0 | sort -z | xargs -0 sha256sum)
 }
 mkdir -p "${OUT}"
@@ -185,6 +187,7 @@ mk pause "$(ref_of pause)" -binary "${TOOLS}/pause" -path /pause
 sandbox=$(sed -n 's/^ *sandbox_image *= *"\(.*\)"/\1/p' "${NODE}/etc/containerd/config.toml")
 [[ -n ${sandbox} ]] || die "no sandbox_image in kind's containerd config.toml"
 mk sandbox "${sandbox}" -binary "${TOOLS}/pause" -path /pause
+cp "${ROOT}/_output/images/coredns.tar" "${IMG}/coredns.tar" # from images.sh all
 
 # kube-proxy programs iptables: its image holds kube-proxy plus Debian's
 # iptables (nft backend, as the node's), nft and conntrack with their

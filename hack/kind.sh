@@ -37,8 +37,8 @@
 #   - no kindnetd and no kubeadm CoreDNS (their images cannot be had here): a
 #     bridge CNI config written from the node's podCIDR, and the local
 #     cluster's CoreDNS (hack/manifests/coredns.yaml) at kubelet's clusterDNS;
-#   - images loaded: KIND_IMAGES plus kubectl and coredns; the proxy sidecar
-#     uses incluster.local/kubectl:v1.37.2.
+#   - images loaded: KIND_IMAGES plus kubectl (the proxy sidecar uses
+#     incluster.local/kubectl:v1.37.2); CoreDNS's is in the node image.
 # Any other KIND_NODE_IMAGE is passed to kind create cluster as --image.
 set -euo pipefail
 
@@ -61,9 +61,7 @@ K8S_BIN=${INCLUSTER_CACHE:-/var/cache/incluster}/k8s-v1.37.2/bin
 export DEMO_IMAGE=${DEMO_IMAGE:-incluster-demo:dev}
 if [[ ${KIND_NODE_IMAGE} == offline ]]; then
 	KUBECTL_IMAGE=incluster.local/kubectl:v1.37.2
-	for img in kubectl coredns; do
-		[[ " ${KIND_IMAGES} " == *" ${img} "* ]] || KIND_IMAGES+=" ${img}"
-	done
+	[[ " ${KIND_IMAGES} " == *" kubectl "* ]] || KIND_IMAGES+=" kubectl"
 fi
 
 die() { echo "kind.sh: $*" >&2; exit 1; }
