@@ -87,6 +87,25 @@ func asConfigError(t *testing.T, err error) *ConfigError {
 	return ce
 }
 
+// wantConfigError checks what every reader's *ConfigError must say: its
+// Source, the parts of its Reason, its Fix, and whether it wraps
+// fs.ErrNotExist. It returns the error for further checks.
+func wantConfigError(t *testing.T, err error, source string, reason []string, fix string, missing bool) *ConfigError {
+	t.Helper()
+	ce := asConfigError(t, err)
+	if ce.Source != source {
+		t.Errorf("Source = %q, want %q", ce.Source, source)
+	}
+	wantParts(t, "Reason", ce.Reason, reason...)
+	if ce.Fix != fix {
+		t.Errorf("Fix = %q, want %q", ce.Fix, fix)
+	}
+	if is := errors.Is(err, fs.ErrNotExist); is != missing {
+		t.Errorf("errors.Is(err, fs.ErrNotExist) = %v, want %v", is, missing)
+	}
+	return ce
+}
+
 // wantParts fails the test for each part that s lacks.
 func wantParts(t *testing.T, what, s string, parts ...string) {
 	t.Helper()
@@ -266,17 +285,7 @@ func TestToken(t *testing.T) {
 			if got != "" {
 				t.Errorf("Token() = %q with an error", got)
 			}
-			ce := asConfigError(t, err)
-			if want := filepath.Join(dir, TokenFile); ce.Source != want {
-				t.Errorf("Source = %q, want %q", ce.Source, want)
-			}
-			wantParts(t, "Reason", ce.Reason, tt.reason)
-			if ce.Fix != tt.fix {
-				t.Errorf("Fix = %q, want %q", ce.Fix, tt.fix)
-			}
-			if is := errors.Is(err, fs.ErrNotExist); is != tt.missing {
-				t.Errorf("errors.Is(err, fs.ErrNotExist) = %v, want %v", is, tt.missing)
-			}
+			ce := wantConfigError(t, err, filepath.Join(dir, TokenFile), []string{tt.reason}, tt.fix, tt.missing)
 			if (ce.Err != nil) != tt.cause {
 				t.Errorf("Err = %v, want a cause: %v", ce.Err, tt.cause)
 			}
@@ -403,17 +412,7 @@ func TestCAPath(t *testing.T) {
 			if path != "" || pool != nil {
 				t.Errorf("CAPath() = %q, %v with an error", path, pool)
 			}
-			ce := asConfigError(t, err)
-			if ce.Source != wantPath {
-				t.Errorf("Source = %q, want %q", ce.Source, wantPath)
-			}
-			wantParts(t, "Reason", ce.Reason, tt.reason)
-			if ce.Fix != tt.fix {
-				t.Errorf("Fix = %q, want %q", ce.Fix, tt.fix)
-			}
-			if is := errors.Is(err, fs.ErrNotExist); is != tt.missing {
-				t.Errorf("errors.Is(err, fs.ErrNotExist) = %v, want %v", is, tt.missing)
-			}
+			ce := wantConfigError(t, err, wantPath, []string{tt.reason}, tt.fix, tt.missing)
 			if (ce.Err != nil) != tt.cause {
 				t.Errorf("Err = %v, want a cause: %v", ce.Err, tt.cause)
 			}
@@ -550,21 +549,11 @@ func TestNamespace(t *testing.T) {
 			if ns != "" || src != "" {
 				t.Errorf("Namespace() = %q, %q with an error (it must never fall back)", ns, src)
 			}
-			ce := asConfigError(t, err)
 			wantSource := tt.source
 			if wantSource == "file" {
 				wantSource = path
 			}
-			if ce.Source != wantSource {
-				t.Errorf("Source = %q, want %q", ce.Source, wantSource)
-			}
-			wantParts(t, "Reason", ce.Reason, tt.reason...)
-			if ce.Fix != tt.fix {
-				t.Errorf("Fix = %q, want %q", ce.Fix, tt.fix)
-			}
-			if is := errors.Is(err, fs.ErrNotExist); is != tt.missing {
-				t.Errorf("errors.Is(err, fs.ErrNotExist) = %v, want %v", is, tt.missing)
-			}
+			wantConfigError(t, err, wantSource, tt.reason, tt.fix, tt.missing)
 		})
 	}
 }
