@@ -440,13 +440,7 @@ func TestRequestTimeout(t *testing.T) {
 // TestTransportErrors: TLS and connection failures say what to check.
 func TestTransportErrors(t *testing.T) {
 	t.Run("certificate of another CA", func(t *testing.T) {
-		srv := newAPIServer(t, nil)
-		forbidInCluster(t)
-		path := writeFile(t, filepath.Join(t.TempDir(), "config"), kubeconfigYAML(srv.URL, otherCA, testToken, "team-a"))
-		c, err := New(WithKubeconfig(path))
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := wrongCAClient(t, newAPIServer(t, nil))
 		for _, h := range helperCalls {
 			wantErrText(t, h.call(t.Context(), c), "x509", "not signed by the configured CA", "ca.crt")
 		}
@@ -613,12 +607,7 @@ func TestTokenNeverInErrors(t *testing.T) {
 				check(t, name+" "+h.name, h.call(t.Context(), c))
 			}
 		}
-		forbidInCluster(t)
-		path := writeFile(t, filepath.Join(t.TempDir(), "config"), kubeconfigYAML(srv.URL, otherCA, testToken, "team-a"))
-		c, err := New(WithKubeconfig(path))
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := wrongCAClient(t, srv)
 		for _, h := range helperCalls {
 			check(t, "wrong CA "+h.name, h.call(t.Context(), c))
 		}

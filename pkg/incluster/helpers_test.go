@@ -328,6 +328,19 @@ func kubeconfigClient(t *testing.T, srv *apiServer, opts ...Option) *Client {
 	return c
 }
 
+// wrongCAClient is kubeconfigClient with a kubeconfig that trusts another
+// CA than the one that signed srv's certificate.
+func wrongCAClient(t *testing.T, srv *apiServer) *Client {
+	t.Helper()
+	forbidInCluster(t)
+	path := writeFile(t, filepath.Join(t.TempDir(), "config"), kubeconfigYAML(srv.URL, otherCA, testToken, "team-a"))
+	c, err := New(WithKubeconfig(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // inClusterClient returns a Client for srv built by New() from a fake
 // service-account mount with srv's CA and the service variables set to
 // srv's address.
