@@ -55,12 +55,7 @@ dockerd_pid() { # the recorded PID, if it still runs dockerd
 	echo "${pid}"
 }
 
-deps() {
-	command -v dockerd >/dev/null && return 0
-	log "installing Debian's docker.io"
-	{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker.io; } \
-		>/tmp/incluster-docker-apt.log 2>&1 || die "apt-get install docker.io failed; log: /tmp/incluster-docker-apt.log"
-}
+deps() { "${HACK_DIR}/debs.sh" docker.io; }
 
 answers() { DOCKER_HOST=unix://${SOCK} docker info >/dev/null 2>&1; }
 

@@ -52,21 +52,12 @@ die() { echo "kind-node-image.sh: $*" >&2; exit 1; }
 log() { echo "kind-node-image.sh: $*"; }
 
 [[ ${EUID} -eq 0 ]] || die "must run as root (debootstrap and chroot). Try: sudo $0"
-missing=()
-for p in debootstrap jq containerd; do
-	dpkg-query -W -f='${Status}' "${p}" 2>/dev/null | grep -q 'install ok installed' || missing+=("${p}")
-done
-if ((${#missing[@]})); then
-	log "installing Debian packages: ${missing[*]}"
-	{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"; } \
-		>/tmp/incluster-kind-node-apt.log 2>&1 || die "apt-get install ${missing[*]} failed; log: /tmp/incluster-kind-node-apt.log"
-fi
+"${HACK_DIR}/debs.sh" debootstrap jq containerd
 # shellcheck source=hack/go-env.sh
 . "${HACK_DIR}/go-env.sh"
 
 # Inputs: the Kubernetes binaries and the image tarballs of the local cluster.
-"${HACK_DIR}/build-k8s.sh"
-"${HACK_DIR}/images.sh" all >/dev/null
+"${HACK_DIR}/images.sh" all # runs hack/build-k8s.sh first
 KIND_DIR=$(cd "${HACK_DIR}" && go list -m -f '{{.Dir}}' sigs.k8s.io/kind) ||
 	die "sigs.k8s.io/kind is not in the module cache: run (cd hack && go mod download)"
 KIND_FILES=${KIND_DIR}/images/base/files

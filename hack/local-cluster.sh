@@ -186,18 +186,7 @@ any_running() {
 
 # ---------------------------------------------------------------- packages
 
-install_deps() {
-	local missing=() p
-	for p in "${DEBS[@]}"; do
-		dpkg-query -W -f='${Status}' "${p}" 2>/dev/null | grep -q 'install ok installed' || missing+=("${p}")
-	done
-	((${#missing[@]} == 0)) && return 0
-	log "installing Debian packages: ${missing[*]}"
-	{
-		apt-get update &&
-			DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
-	} >"${STATE}/apt.log" 2>&1 || die "apt-get install ${missing[*]} failed; log: ${STATE}/apt.log"
-}
+install_deps() { "${HACK_DIR}/debs.sh" "${DEBS[@]}"; }
 
 # ---------------------------------------------------------------- PKI
 
