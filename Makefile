@@ -23,10 +23,11 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(OUT)/bin/demo ./cmd/demo
 
 ## test: unit tests with the race detector. No root, no cluster. Also the
-## tests of the tools in hack/cmd (their own module).
+## tests of the tools in hack/cmd (their own module) and of hack/host-state.sh.
 test:
 	$(GO) test -race -count=1 ./...
 	cd hack && $(GO) test -race -count=1 $$($(GO) list -f '{{if .TestGoFiles}}{{.ImportPath}}{{end}}' ./cmd/...)
+	hack/test-host-state.sh
 
 ## bench: latency, connections, memory, size, load and init cost against the
 ## local cluster, next to curl, kubectl and client-go (root); writes bench/results.md.

@@ -7,7 +7,8 @@
 #           the engine of `env` already answers
 #   down    remove the containers and networks left on it, stop dockerd by
 #           PID and restore the host as it was before up: links (bridges),
-#           sysctls (hack/host-state.sh), iptables FORWARD policy,
+#           sysctls (hack/host-state.sh), iptables FORWARD policy and
+#           the tables it loaded, dockerd's empty docker cgroup folders,
 #           /lib/modules, /etc/docker/key.json, mounts
 #   deps    only install Debian's docker.io if it is missing
 #   env     the `export DOCKER_HOST=...` line to eval
@@ -75,6 +76,7 @@ up() {
 	# What down restores.
 	if [[ ! -f ${RUN}/host.before ]]; then
 		"${HACK_DIR}/host-state.sh" snapshot "${RUN}/host"
+		"${HACK_DIR}/host-state.sh" tables >"${RUN}/host/tables"
 		{
 			echo "forward_policy=$(iptables -S FORWARD 2>/dev/null | sed -n 's/^-P FORWARD //p')"
 			echo "lib_modules=$([[ -e /lib/modules ]] && echo yes || echo no)"
@@ -151,6 +153,10 @@ restore_host() {
 		ip link delete "${l}" 2>/dev/null && log "removed link ${l}"
 	done < <(comm -13 <(link_names <"${RUN}/host/links") <(ip -o link | sed -E 's/^[0-9]+: //' | link_names))
 	"${HACK_DIR}/host-state.sh" restore-sysctls "${RUN}/host"
+	# The guard chain above loads the filter table; dockerd makes docker/
+	# folders in every cgroup hierarchy. Both go when they are empty.
+	"${HACK_DIR}/host-state.sh" drop-new-tables "${RUN}/host/tables"
+	"${HACK_DIR}/host-state.sh" remove-new-cgroups "${RUN}/host"
 	local forward_policy lib_modules docker_key
 	# shellcheck disable=SC1091 # written by up
 	. "${RUN}/host.before"

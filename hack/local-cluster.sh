@@ -332,32 +332,6 @@ ipt_cleanup() {
 	done
 }
 
-# ipt_tables: the iptables tables that exist, one "family table" a line.
-ipt_tables() {
-	iptables-save 2>/dev/null | sed -n 's/^\*/ip /p'
-	ip6tables-save 2>/dev/null | sed -n 's/^\*/ip6 /p'
-}
-
-# drop_new_tables: with the nf_tables backend, using iptables creates tables
-# that did not exist before; delete those that up created and are now empty
-# again (builtin chains with ACCEPT policy, no rules).
-drop_new_tables() {
-	local fam table save
-	[[ -f ${RUN}/ipt-tables.before ]] || return 0
-	iptables -V 2>/dev/null | grep -q nf_tables || return 0
-	command -v nft >/dev/null || { warn "nft missing: empty iptables tables stay"; return 0; }
-	while read -r fam table; do
-		grep -qxF "${fam} ${table}" "${RUN}/ipt-tables.before" && continue
-		save=iptables-save
-		[[ ${fam} == ip6 ]] && save=ip6tables-save
-		if "${save}" -t "${table}" | grep -vE '^(#|\*|COMMIT$|:[A-Z]+ ACCEPT )' | grep -q .; then
-			warn "${save} -t ${table} is not empty: left in place"
-			continue
-		fi
-		nft delete table "${fam}" "${table}" || warn "could not delete nft table ${fam} ${table}"
-	done < <(ipt_tables)
-}
-
 # ---------------------------------------------------------------- configs
 
 write_configs() {
@@ -569,7 +543,7 @@ cmd_up() {
 	ls /run/netns 2>/dev/null >"${RUN}/netns.before" || true
 	[[ -d /run/containerd ]] || touch "${RUN}/created-run-containerd"
 	save_sysctls
-	[[ -f ${RUN}/ipt-tables.before ]] || ipt_tables >"${RUN}/ipt-tables.before"
+	[[ -f ${RUN}/ipt-tables.before ]] || "${HACK_DIR}/host-state.sh" tables >"${RUN}/ipt-tables.before"
 	net_up
 	write_configs
 
@@ -737,7 +711,9 @@ cmd_down() {
 	fi
 	ipt_cleanup iptables
 	ipt_cleanup ip6tables
-	drop_new_tables
+	# With the nf_tables backend, using iptables creates tables: drop the
+	# ones up created that are empty again.
+	[[ ! -f ${RUN}/ipt-tables.before ]] || "${HACK_DIR}/host-state.sh" drop-new-tables "${RUN}/ipt-tables.before"
 	unmount_all
 	if [[ -f ${RUN}/netns.before && ! -s ${RUN}/netns.before ]]; then
 		rmdir /run/netns 2>/dev/null || true
