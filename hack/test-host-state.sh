@@ -27,7 +27,7 @@ check() { # check NAME WANT(pass|fail) PART: compare before/after, PART's line m
 		passes=$((passes + 1))
 	else
 		echo "FAIL: ${name}: want ${want} for ${part}, got exit ${rc}:"
-		sed 's/^/    /' <<<"${out}"
+		printf '    %s\n' "${out//$'\n'/$'\n'    }"
 		failures=$((failures + 1))
 	fi
 }
