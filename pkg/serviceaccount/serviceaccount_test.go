@@ -246,6 +246,8 @@ func TestToken(t *testing.T) {
 		fix     string
 		missing bool // errors.Is(err, fs.ErrNotExist)
 		cause   bool // the ConfigError wraps an OS error
+		// unprivileged: read as a user file modes apply to, even as root.
+		unprivileged bool
 	}{
 		{name: "plain", setup: content(fakeToken), want: fakeToken},
 		{name: "trailing newline", setup: content(fakeToken + "\n"), want: fakeToken},
@@ -264,7 +266,7 @@ func TestToken(t *testing.T) {
 		{name: "invalid UTF-8", setup: content("\xff\xfe"), reason: "does not hold a token", fix: fixMount},
 		{name: "directory", setup: func(t *testing.T, dir string) { mkdir(t, dir, TokenFile) },
 			reason: "cannot read the service-account token: ", fix: fixReadable, cause: true},
-		{name: "unreadable", setup: unreadable(fakeToken), reason: "cannot read the service-account token: permission denied", fix: fixReadable, cause: true},
+		{name: "unreadable", setup: unreadable(fakeToken), unprivileged: true, reason: "cannot read the service-account token: permission denied", fix: fixReadable, cause: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -272,7 +274,14 @@ func TestToken(t *testing.T) {
 			if tt.setup != nil {
 				tt.setup(t, dir)
 			}
-			got, err := Token(dir)
+			var got string
+			var err error
+			read := func() { got, err = Token(dir) }
+			if tt.unprivileged {
+				asUnprivileged(t, read)
+			} else {
+				read()
+			}
 			if tt.reason == "" {
 				if err != nil || got != tt.want {
 					t.Fatalf("Token() = %q, %v; want %q", got, err, tt.want)
@@ -302,15 +311,16 @@ func content(s string) func(*testing.T, string) {
 	return func(t *testing.T, dir string) { writeFile(t, dir, TokenFile, s) }
 }
 
-// unreadable writes a token file the test's user cannot read; it skips the
-// test when running as root, who can read it anyway.
+// unreadable writes a token file with mode 0, which the test's user cannot
+// read. Root could (CAP_DAC_OVERRIDE), and CI runs the unit tests as root:
+// run the read with asUnprivileged so that it is refused there too.
 func unreadable(s string) func(*testing.T, string) {
 	return func(t *testing.T, dir string) {
-		if os.Geteuid() == 0 {
-			t.Skip("root reads files whatever their mode")
-		}
 		path := writeFile(t, dir, TokenFile, s)
 		if err := os.Chmod(path, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(dir, 0o755); err != nil { // only the file's mode refuses
 			t.Fatal(err)
 		}
 	}
