@@ -6,6 +6,8 @@
 #          needed, images rebuilt and re-imported if they changed)
 #   kind   a kind cluster from kind-config.yaml (needs Docker): hack/kind.sh e2e
 #   suite  only the suite, against the cluster in $KUBECONFIG
+#   check RESULTS...  each results file lists exactly the cases of
+#          e2e/testdata/expected.results, every one PASS (.ci/run: local and kind)
 #
 # Without an argument: $CLUSTER, else kind where `docker info` works, else local.
 # Environment: DEMO_IMAGE (default incluster-demo:dev), KUBECTL_IMAGE (the proxy
@@ -37,8 +39,28 @@ suite() {
 	cd "${ROOT}/e2e"
 	go test -count=1 -v -timeout 20m ${E2E_RUN:+-run "${E2E_RUN}"} ./... 2>&1 | tee "${results}.log"
 	# The outcome of each test and subtest, without durations, sorted.
-	sed -nE 's/^ *--- (PASS|FAIL|SKIP): ([^ ]+).*/--- \1: \2/p' "${results}.log" | sort >"${results}"
+	sed -nE 's/^ *--- (PASS|FAIL|SKIP): ([^ ]+).*/--- \1: \2/p' "${results}.log" | LC_ALL=C sort >"${results}"
 	rm -f "${results}.log"
+}
+
+# check RESULTS...: a missing, skipped or failed case, an unexpected one, or
+# an empty file fails. A test added to or removed from the suite is added to
+# or removed from e2e/testdata/expected.results in the same change.
+check() {
+	local expected=${ROOT}/e2e/testdata/expected.results f bad=0
+	(($# > 0)) || die "usage: e2e.sh check RESULTS..."
+	[[ -s ${expected} ]] || die "${expected} is missing or empty"
+	for f in "$@"; do
+		if [[ ! -f ${f} ]]; then
+			echo "e2e.sh: ${f} does not exist: the suite did not run there" >&2
+			bad=1
+		elif ! diff -u --label "expected (e2e/testdata/expected.results)" --label "${f}" "${expected}" "${f}" >&2; then
+			echo "e2e.sh: ${f} differs from the expected cases (-expected +got)" >&2
+			bad=1
+		fi
+	done
+	((bad == 0)) || return 1
+	echo "e2e.sh: $(wc -l <"${expected}") cases, every one PASS in: $*"
 }
 
 what=${1:-${CLUSTER:-$(default_cluster)}}
@@ -53,5 +75,6 @@ local)
 	;;
 kind) exec "${HACK_DIR}/kind.sh" e2e ;;
 suite) suite ;;
-*) die "usage: e2e.sh [local|kind|suite] (got '${what}')" ;;
+check) shift; check "$@" ;;
+*) die "usage: e2e.sh [local|kind|suite|check RESULTS...] (got '${what}')" ;;
 esac

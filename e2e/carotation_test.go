@@ -1,0 +1,210 @@
+package e2e
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/rest"
+)
+
+// TestCARotation switches the certificate that the demo's API server
+// presents to one from a new CA while demo --watch runs (client-go and rest),
+// the way a cluster's CA rotation does, and at that moment writes the demo's
+// ca.crt with the new bundle (new CA + old CA), as the kubelet does when
+// kube-root-ca.crt changes. Failed reports after the switch: none wanted.
+//
+// The server here is a TLS front on 127.0.0.1 that the test controls: it
+// presents a certificate from CA 1, then one from CA 2, and hands every
+// request, the pod's own token included, to the cluster's API server. (A
+// rotation of the cluster's own CA is the CA-rotation issue's.)
+//
+// A negative control runs beside them: the same demos with a ca.crt that is
+// never updated. Every report of theirs after the switch must fail; if one
+// succeeds, the switch did not reach the clients and the test proves nothing.
+func TestCARotation(t *testing.T) {
+	h := newHostPod(t, "carotation")
+	writeAtomic(t, h.saDir, "token", h.token("anchor"))
+	front := newTLSFront(t)
+	writeAtomic(t, h.saDir, "ca.crt", front.ca[0].pem)
+	// The control: the same pod, whose ca.crt keeps the old CA.
+	staleDir := t.TempDir()
+	for _, f := range []string{"token", "namespace"} {
+		copyFile(t, h.saDir, staleDir, f)
+	}
+	writeAtomic(t, staleDir, "ca.crt", front.ca[0].pem)
+
+	demoBin := buildDemo(t)
+	server := net.JoinHostPort(front.host, front.port)
+	start := func(dir string) []*watcher {
+		return []*watcher{
+			startWatch(t, demoBin, dir, front.host, front.port, "--via=client-go"),
+			startWatch(t, demoBin, dir, front.host, front.port, "--via=rest", "--server="+server),
+		}
+	}
+	rotated, stale := start(h.saDir), start(staleDir)
+	for _, w := range append(rotated, stale...) {
+		w.waitReports(t, 5)
+	}
+
+	switched := time.Now()
+	writeAtomic(t, h.saDir, "ca.crt", front.ca[1].pem+front.ca[0].pem)
+	front.switchTo(1)
+	for _, w := range rotated {
+		w.waitReportsAfter(t, switched, 10)
+	}
+	for _, w := range stale {
+		w.waitReportsAfter(t, switched, 5)
+	}
+
+	for _, w := range rotated {
+		w.stop(t)
+		total, failed := w.countFailedAfter(switched)
+		t.Logf("%s, ca.crt rotated: %d reports; failed after the switch: %d", w.via, total, failed)
+		if failed != 0 {
+			t.Errorf("%s: %d failed reports after the server switched to the new CA and ca.crt was rotated; want none\n%s", w.via, failed, w.stderr.String())
+		}
+	}
+	for _, w := range stale {
+		w.stop(t)
+		w.mu.Lock()
+		var after, ok int
+		for _, r := range w.reports {
+			if r.Time.After(switched) {
+				after++
+				if r.Error == "" {
+					ok++
+				}
+			}
+		}
+		w.mu.Unlock()
+		t.Logf("%s, control (ca.crt not rotated): %d reports after the switch, %d of them failed", w.via, after, after-ok)
+		if ok != 0 {
+			t.Errorf("%s: control: %d of %d reports after the switch succeeded with the old CA only: the server's certificate did not change for the client, so the rotated case proves nothing", w.via, ok, after)
+		}
+	}
+	t.Logf("TLS front: %d handshakes with CA 1, %d with CA 2", front.handshakes[0].Load(), front.handshakes[1].Load())
+}
+
+// tlsFront is an HTTPS server on 127.0.0.1 that presents a certificate from
+// one of two CAs and passes every request, headers included, to the
+// cluster's API server. It holds no credentials of its own.
+type tlsFront struct {
+	srv        *httptest.Server
+	host, port string
+	ca         [2]testCA
+	leaf       [2]*tls.Certificate
+	current    atomic.Int32
+	handshakes [2]atomic.Int64
+}
+
+func newTLSFront(t *testing.T) *tlsFront {
+	t.Helper()
+	f := &tlsFront{}
+	for i := range f.ca {
+		f.ca[i] = newTestCA(t, "incluster-e2e-ca-"+string(rune('1'+i)))
+		f.leaf[i] = f.ca[i].leaf(t, net.ParseIP("127.0.0.1"))
+	}
+	upstream, err := url.Parse(restConfig.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Only the cluster's CA: the requests carry the pod's own token.
+	rt, err := rest.TransportFor(&rest.Config{Host: restConfig.Host, TLSClientConfig: rest.TLSClientConfig{
+		CAData: restConfig.CAData, CAFile: restConfig.CAFile, ServerName: restConfig.ServerName}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := &httputil.ReverseProxy{
+		Rewrite:   func(r *httputil.ProxyRequest) { r.SetURL(upstream); r.Out.Host = upstream.Host },
+		Transport: rt,
+	}
+	f.srv = httptest.NewUnstartedServer(proxy)
+	f.srv.EnableHTTP2 = true
+	f.srv.TLS = &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+		i := f.current.Load()
+		f.handshakes[i].Add(1)
+		return f.leaf[i], nil
+	}}
+	f.srv.StartTLS()
+	t.Cleanup(f.srv.Close)
+	u, _ := url.Parse(f.srv.URL)
+	f.host, f.port, _ = net.SplitHostPort(u.Host)
+	return f
+}
+
+// switchTo makes the front present CA i's certificate from the next
+// handshake on, and closes every open connection, as a restarting API
+// server does.
+func (f *tlsFront) switchTo(i int32) {
+	f.current.Store(i)
+	f.srv.CloseClientConnections()
+}
+
+// testCA is a self-signed CA, with its key to sign leaves.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  string
+}
+
+func newTestCA(t *testing.T, name string) testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testCA{cert: cert, key: key, pem: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))}
+}
+
+// leaf returns a serving certificate for ip signed by the CA.
+func (ca testCA) leaf(t *testing.T, ip net.IP) *tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "incluster-e2e-front"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{ip}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+func copyFile(t *testing.T, from, to, name string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(from, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeAtomic(t, to, name, string(b))
+}
