@@ -67,14 +67,9 @@ func TestDropCapsNothingToDo(t *testing.T) {
 func TestFixSpecFindsTheFile(t *testing.T) {
 	dir := t.TempDir()
 	spec := `{"process":{"capabilities":{"bounding":["CAP_SYS_RESOURCE"]}}}`
-	write := func(name string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(spec), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(spec), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	write("config.json")
 	// This process's bounding set decides; the test only needs a change to
 	// happen when CAP_SYS_RESOURCE is missing from it, as on our machines.
 	set, err := boundingSet()
@@ -88,13 +83,37 @@ func TestFixSpecFindsTheFile(t *testing.T) {
 	if changed := string(got) != spec; changed == set["CAP_SYS_RESOURCE"] {
 		t.Errorf("config.json after create: %s (CAP_SYS_RESOURCE in the bounding set: %v)", got, set["CAP_SYS_RESOURCE"])
 	}
-	// Commands without a spec leave files alone.
-	p := write("config.json")
-	if err := fixSpec([]string{"start", "id"}); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := os.ReadFile(p); string(got) != spec {
-		t.Errorf("start changed config.json: %s", got)
+}
+
+// TestFixSpecOnlyCreateAndRun: commands without a spec (start, kill, delete,
+// state) leave the bundle's config.json alone. The spec names a capability
+// no bounding set has, so an edit would show on every machine; the same
+// arguments with create are the control that the file is the one fixSpec
+// would edit (and run). Both ways of naming the bundle are tried: --bundle, and none
+// (the current directory, runc's default).
+func TestFixSpecOnlyCreateAndRun(t *testing.T) {
+	const spec = `{"process":{"capabilities":{"bounding":["CAP_CHOWN","CAP_NOT_A_CAPABILITY"]}}}`
+	dir := t.TempDir()
+	config := filepath.Join(dir, "config.json")
+	t.Chdir(dir)
+	for _, bundle := range [][]string{{"--bundle", dir}, nil} {
+		for _, cmd := range []string{"start", "kill", "delete", "state", "create", "run"} {
+			if err := os.WriteFile(config, []byte(spec), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			args := append(append([]string{"--root", "/run/runc", cmd}, bundle...), "id")
+			if err := fixSpec(args); err != nil {
+				t.Fatalf("fixSpec(%q): %v", args, err)
+			}
+			got, err := os.ReadFile(config)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := cmd == "create" || cmd == "run"
+			if changed := string(got) != spec; changed != want {
+				t.Errorf("fixSpec(%q): config.json changed: %v, want %v (%s)", args, changed, want, got)
+			}
+		}
 	}
 }
 
