@@ -118,13 +118,19 @@ func TestProxySidecar(t *testing.T) {
 	checkUser(t, res) // the proxy sends the pod's own token
 }
 
-// 4. POD_NAMESPACE from the downward API wins over the file.
+// 4. POD_NAMESPACE from the downward API wins over the file. Its value is
+// another namespace name than the pod's, which the namespace file holds, so
+// that the report can only show it if the environment won.
 func TestPodNamespaceEnv(t *testing.T) {
 	t.Parallel()
-	res := runDemo(t, demoCase{name: "downward", podNamespaceIn: true})
+	const envNS = "e2e-from-pod-namespace-env" // a valid name; no such namespace is needed
+	res := runDemo(t, demoCase{name: "downward", podNamespace: envNS})
+	if envNS == res.ns {
+		t.Fatalf("POD_NAMESPACE %q is the pod's own namespace: the test cannot tell env from file", envNS)
+	}
 	checkOK(t, res, app.ViaClientGo)
-	if r := res.report; r.Namespace != res.ns || r.NamespaceSource != "POD_NAMESPACE" {
-		t.Errorf("namespace %q from %q, want %q from POD_NAMESPACE", r.Namespace, r.NamespaceSource, res.ns)
+	if r := res.report; r.Namespace != envNS || r.NamespaceSource != "POD_NAMESPACE" {
+		t.Errorf("namespace %q from %q, want %q from POD_NAMESPACE (the file says %q)", r.Namespace, r.NamespaceSource, envNS, res.ns)
 	}
 }
 

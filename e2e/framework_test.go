@@ -70,13 +70,18 @@ func TestMain(m *testing.M) {
 
 // demoCase says how to deploy the demo for one test.
 type demoCase struct {
-	name           string
-	args           func(ns string) []string // demo flags; -o json is added
-	sidecar        bool                     // deploy/sidecar: kubectl proxy next to the demo
-	noRole         bool                     // leave out deploy/role.yaml and rolebinding.yaml
-	noToken        bool                     // automountServiceAccountToken: false
-	podNamespaceIn bool                     // POD_NAMESPACE from the downward API
+	name         string
+	args         func(ns string) []string // demo flags; -o json is added
+	sidecar      bool                     // deploy/sidecar: kubectl proxy next to the demo
+	noRole       bool                     // leave out deploy/role.yaml and rolebinding.yaml
+	noToken      bool                     // automountServiceAccountToken: false
+	podNamespace string                   // if set, POD_NAMESPACE's value, through the downward API (podNamespaceAnnotation)
 }
+
+// podNamespaceAnnotation carries demoCase.podNamespace on the pod; the
+// downward API puts it in POD_NAMESPACE. It is an annotation, not
+// metadata.namespace, so that the value can differ from the namespace file.
+const podNamespaceAnnotation = "e2e.incluster.example/pod-namespace"
 
 // result is what a demo pod did.
 type result struct {
@@ -181,9 +186,13 @@ func demoPod(t *testing.T, c demoCase, ns string) *corev1.Pod {
 		args = append(args, c.args(ns)...)
 	}
 	demo.Args = append(args, "--output=json")
-	if c.podNamespaceIn {
+	if c.podNamespace != "" {
+		if pod.Annotations == nil {
+			pod.Annotations = map[string]string{}
+		}
+		pod.Annotations[podNamespaceAnnotation] = c.podNamespace
 		demo.Env = append(demo.Env, corev1.EnvVar{Name: "POD_NAMESPACE",
-			ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.namespace"}}})
+			ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.annotations['" + podNamespaceAnnotation + "']"}}})
 	}
 	if c.noToken {
 		pod.Spec.AutomountServiceAccountToken = new(false)
