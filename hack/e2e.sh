@@ -13,7 +13,8 @@
 # Environment: DEMO_IMAGE (default incluster-demo:dev), KUBECTL_IMAGE (the proxy
 # sidecar's image), E2E_RUN (a go test -run pattern), E2E_RESTART_APISERVER
 # (a command that restarts the API server; set here for local, by kind.sh for
-# kind), E2E_RESULTS (a file for the outcome of each test, one "--- PASS: Name"
+# kind), E2E_KILL_CONTAINER (a command that SIGKILLs a container, given its
+# ID; likewise), E2E_RESULTS (a file for the outcome of each test, one "--- PASS: Name"
 # line each: local and kind write _output/e2e-local.results and
 # _output/e2e-kind.results, which .ci/run compares).
 set -euo pipefail
@@ -71,6 +72,8 @@ local)
 	export KUBECTL_IMAGE=${KUBECTL_IMAGE:-incluster.local/kubectl:v1.37.2}
 	# TestAPIServerRestart restarts the API server with this.
 	export E2E_RESTART_APISERVER="${HACK_DIR}/local-cluster.sh restart kube-apiserver"
+	# TestController SIGKILLs the leader's container with this.
+	export E2E_KILL_CONTAINER="${HACK_DIR}/local-cluster.sh kill-container"
 	E2E_RESULTS=${E2E_RESULTS:-${ROOT}/_output/e2e-local.results} suite
 	;;
 kind) exec "${HACK_DIR}/kind.sh" e2e ;;

@@ -312,7 +312,19 @@ e2e() {
 	up
 	KUBECONFIG=${KUBECONFIG_OUT} KUBECTL_IMAGE=${KUBECTL_IMAGE} \
 		E2E_RESTART_APISERVER="${HACK_DIR}/kind.sh restart-apiserver" \
+		E2E_KILL_CONTAINER="${HACK_DIR}/kind.sh kill-container" \
 		E2E_RESULTS=${E2E_RESULTS:-${ROOT}/_output/e2e-kind.results} "${HACK_DIR}/e2e.sh" suite
+}
+
+# kill_container ID: SIGKILL a pod's container (its containerID, with or
+# without "containerd://") through the node's containerd: a crash, for the
+# e2e suite.
+kill_container() {
+	local id=${1#containerd://}
+	[[ ${id} =~ ^[0-9a-f]{64}$ ]] || die "kill-container: '${1:-}' is not a containerd container ID (a pod's status.containerStatuses[].containerID)"
+	docker exec "${KIND_CLUSTER}-control-plane" ctr -n k8s.io task kill --signal SIGKILL "${id}" ||
+		die "kill-container: ctr task kill ${id} in the node failed"
+	echo "kind.sh: sent SIGKILL to container ${id}"
 }
 
 what=${1:-}
@@ -320,5 +332,6 @@ case ${what} in
 up | down | e2e) "${what}" ;;
 check) check "${2:-}" ;;
 restart-apiserver) restart_apiserver ;;
-*) die "usage: kind.sh up|down|e2e|check [FILE]|restart-apiserver (got '${what}')" ;;
+kill-container) kill_container "${2:-}" ;;
+*) die "usage: kind.sh up|down|e2e|check [FILE]|restart-apiserver|kill-container ID (got '${what}')" ;;
 esac

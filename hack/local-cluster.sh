@@ -15,6 +15,10 @@
 #   deps    only install the missing Debian packages.
 #   restart COMPONENT
 #           stop one component (e.g. kube-apiserver) and start it again.
+#   kill-container ID
+#           SIGKILL the process of a pod's container (the ID of its
+#           status.containerStatuses[].containerID, with or without
+#           "containerd://"): a crash, for the e2e suite.
 #
 # Network: the node address 10.200.0.1/32 sits on bridge incl0, which this
 # script creates and which the pods' bridge CNI network uses too (pods:
@@ -795,6 +799,14 @@ cmd_restart() {
 	log "restarted ${name} in $((SECONDS - t0)) s"
 }
 
+# cmd_kill_container ID: SIGKILL a container's task through containerd.
+cmd_kill_container() {
+	local id=${1#containerd://}
+	[[ ${id} =~ ^[0-9a-f]{64}$ ]] || die "kill-container: '${1:-}' is not a containerd container ID (a pod's status.containerStatuses[].containerID)"
+	ctr_ task kill --signal SIGKILL "${id}" || die "kill-container: ctr task kill ${id} failed"
+	log "sent SIGKILL to container ${id}"
+}
+
 main() {
 	local cmd=${1:-}
 	case ${cmd} in
@@ -804,7 +816,8 @@ main() {
 	env) cmd_env ;;
 	deps) need_root deps && mkdir -p "${STATE}" && install_deps ;;
 	restart) need_root restart && cmd_restart "${2:-}" ;;
-	*) die "usage: $0 up|down|status|env|deps|restart COMPONENT" ;;
+	kill-container) need_root kill-container && cmd_kill_container "${2:-}" ;;
+	*) die "usage: $0 up|down|status|env|deps|restart COMPONENT|kill-container ID" ;;
 	esac
 }
 
