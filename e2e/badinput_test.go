@@ -19,17 +19,27 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/badinput.golden from this run")
+var update = flag.Bool("update", false, "rewrite testdata/badinput.golden from this run (then review its diff line by line: see TestBadInput)")
 
 // TestBadInput runs the demo as if in a pod (podCommand) with one thing
 // wrong at a time (the environment, the token, the CA, the namespace, the
 // API server's answer, the command line) and compares the exit code and
-// the whole stderr with testdata/badinput.golden (go test -run TestBadInput
-// -update rewrites it). Real tokens and the real API server are used where
-// the failure is the server's (garbage, revoked token; wrong CA); a fake
+// the whole stderr with testdata/badinput.golden. Real tokens and the real
+// API server are used where the failure is the server's (garbage, revoked
+// token; wrong CA); a fake
 // server on 127.0.0.1 or ::1 gives the answers a real one will not give
 // on demand (403 for /api, 404, 429, 500, HTML, a hang, an expired token's
 // 401). No output may contain a token.
+//
+// The golden file is the specification of these messages, so a change to
+// it is reviewed as a change of behaviour: edit it by hand with the code
+// change that causes it, in the same commit, and read its diff
+// (git diff e2e/testdata/badinput.golden) line by line: each changed line
+// must follow from that code change, and none may change that it does not
+// explain (a hint that is now wrong for one of the cases, an exit code, a
+// lost message). -update only writes what this run printed: use it to see
+// what a run prints, never as the way a change lands; a rewritten file
+// still gets the same line-by-line reading before it is committed.
 func TestBadInput(t *testing.T) {
 	h := newHostPod(t, "badinput")
 	good := h.token("anchor-good")
@@ -147,7 +157,7 @@ func TestBadInput(t *testing.T) {
 		t.Fatalf("%v (run go test -run TestBadInput -update once)", err)
 	}
 	if !bytes.Equal(got.Bytes(), want) {
-		t.Errorf("exit codes and messages differ from %s (-update rewrites it):\n%s", golden, lineDiff(string(want), got.String()))
+		t.Errorf("exit codes and messages differ from %s; if the change is intended, edit the file and review its diff line by line (see TestBadInput's comment):\n%s", golden, lineDiff(string(want), got.String()))
 	}
 	t.Logf("%d bad inputs tried", len(cases))
 }

@@ -167,7 +167,8 @@ func TestRBAC(t *testing.T) {
 		for _, want := range []string{
 			`demo: readPods: list pods in namespace kube-system`,
 			fmt.Sprintf(`User "system:serviceaccount:%s:%s" cannot list resource "pods"`, res.ns, res.sa),
-			"HTTP 403", "RoleBinding",
+			// a namespaced request: the hint names a Role and RoleBinding in that namespace
+			"(HTTP 403: the service account lacks RBAC permission in namespace kube-system: grant it with a Role and RoleBinding in kube-system (see deploy/))",
 		} {
 			if !strings.Contains(res.logs, want) {
 				t.Errorf("the log lacks %q", want)

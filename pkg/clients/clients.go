@@ -1,7 +1,8 @@
 // Package clients builds client-go's typed clientset and discovery client on
 // the config and the HTTP client of an incluster.Client: one transport, one
-// connection pool, the same token handling (re-read after a 401) and the
-// same rate limits.
+// connection pool, the same token handling (re-read after a 401), the same
+// CA file handling (re-read after "certificate signed by unknown
+// authority") and the same rate limits.
 //
 // It is a package of its own on purpose. Importing the typed clientset links
 // every API group's client and registers every API type at start-up: the

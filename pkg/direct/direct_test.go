@@ -261,9 +261,12 @@ func TestBrokenJSONWrapsSyntaxError(t *testing.T) {
 
 func TestStatusErrors(t *testing.T) {
 	const (
-		hint401 = " (the service-account token was rejected: it is expired, revoked, or for another cluster; a fresh token is mounted automatically unless the pod's token volume is stale)"
-		hint403 = " (the service account lacks RBAC permission: bind it to a Role that allows this request)"
-		hint429 = " (API Priority and Fairness is rejecting requests: retry later)"
+		// The same words as package incluster's (one table: pkg/internal/hint).
+		hint401 = " (the API server rejected the credentials: the service-account token is expired, revoked or for another cluster; check the token mount (or the kubeconfig's user))"
+		hint403 = " (" + forbiddenNonResource + ")" // GET /api
+		hint404 = " (the API server does not serve this path: check the host and the server version)"
+		hint429 = " (the API server is shedding load (API Priority and Fairness): retry later)"
+		hint5xx = " (the API server failed: retry later, and check its logs)"
 	)
 	forbidden := `forbidden: User "system:serviceaccount:default:default" cannot get path "/api"`
 	tests := []struct {
@@ -281,18 +284,20 @@ func TestStatusErrors(t *testing.T) {
 		{name: "403", handler: reply(403, "application/json", status(403, "Forbidden", forbidden)),
 			code: 403, message: forbidden, wantSuffix: "403 Forbidden: " + forbidden + hint403},
 		{name: "404 text", handler: reply(404, "text/plain; charset=utf-8", "404 page not found\n"),
-			code: 404, wantSuffix: "404 Not Found", wantNoHints: true},
+			code: 404, wantSuffix: "404 Not Found" + hint404},
 		{name: "404 Status", handler: reply(404, "application/json", status(404, "NotFound", "the server could not find the requested resource")),
-			code: 404, message: "the server could not find the requested resource", wantSuffix: "404 Not Found: the server could not find the requested resource", wantNoHints: true},
+			code: 404, message: "the server could not find the requested resource", wantSuffix: "404 Not Found: the server could not find the requested resource" + hint404},
 		{name: "429", handler: func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Retry-After", "1")
 			reply(429, "application/json", status(429, "TooManyRequests", "too many requests, please try again later"))(w, r)
 		}, code: 429, message: "too many requests, please try again later", wantSuffix: "429 Too Many Requests: too many requests, please try again later" + hint429},
 		{name: "500", handler: reply(500, "application/json", status(500, "InternalError", "etcdserver: request timed out")),
-			code: 500, message: "etcdserver: request timed out", wantSuffix: "500 Internal Server Error: etcdserver: request timed out", wantNoHints: true},
+			code: 500, message: "etcdserver: request timed out", wantSuffix: "500 Internal Server Error: etcdserver: request timed out" + hint5xx},
 		{name: "500 HTML", handler: reply(500, "text/html", "<html>Bad gateway</html>"),
-			code: 500, wantSuffix: "500 Internal Server Error", wantNoHints: true},
-		{name: "503", handler: reply(503, "", ""), code: 503, wantSuffix: "503 Service Unavailable", wantNoHints: true},
+			code: 500, wantSuffix: "500 Internal Server Error" + hint5xx},
+		{name: "503", handler: reply(503, "", ""), code: 503, wantSuffix: "503 Service Unavailable" + hint5xx},
+		{name: "409", handler: reply(409, "application/json", status(409, "Conflict", "conflict")),
+			code: 409, message: "conflict", wantSuffix: "409 Conflict: conflict", wantNoHints: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -325,16 +330,34 @@ func TestStatusErrors(t *testing.T) {
 	}
 }
 
+// The 403 hints: a Role and RoleBinding grant only requests in their
+// namespace; cluster-scoped requests and non-resource URLs (/api, /version)
+// need a ClusterRole and ClusterRoleBinding.
+const (
+	forbiddenNonResource = "the service account lacks RBAC permission for this non-resource URL: grant it with a ClusterRole (nonResourceURLs) and ClusterRoleBinding; a Role and RoleBinding cannot"
+	forbiddenCluster     = "the service account lacks RBAC permission for this cluster-scoped request: grant it with a ClusterRole and ClusterRoleBinding; a Role and RoleBinding cannot"
+)
+
+func forbiddenIn(ns string) string {
+	return "the service account lacks RBAC permission in namespace " + ns + ": grant it with a Role and RoleBinding in " + ns + " (see deploy/)"
+}
+
 func TestStatusErrorFormat(t *testing.T) {
 	const u = "https://10.96.0.1:443/api"
 	tests := []struct {
 		err  StatusError
 		want string
 	}{
-		{StatusError{URL: u, Code: 401}, "GET " + u + ": 401 Unauthorized (the service-account token was rejected: it is expired, revoked, or for another cluster; a fresh token is mounted automatically unless the pod's token volume is stale)"},
-		{StatusError{URL: u, Code: 403, Message: "no"}, "GET " + u + ": 403 Forbidden: no (the service account lacks RBAC permission: bind it to a Role that allows this request)"},
-		{StatusError{URL: u, Code: 429}, "GET " + u + ": 429 Too Many Requests (API Priority and Fairness is rejecting requests: retry later)"},
-		{StatusError{URL: u, Code: 404, Message: "gone"}, "GET " + u + ": 404 Not Found: gone"},
+		{StatusError{URL: u, Code: 401}, "GET " + u + ": 401 Unauthorized (the API server rejected the credentials: the service-account token is expired, revoked or for another cluster; check the token mount (or the kubeconfig's user))"},
+		// The 403 hint depends on what was refused: /api is a non-resource URL.
+		{StatusError{URL: u, Code: 403, Message: "no"}, "GET " + u + ": 403 Forbidden: no (" + forbiddenNonResource + ")"},
+		{StatusError{URL: "https://10.96.0.1:443/version", Code: 403}, "GET https://10.96.0.1:443/version: 403 Forbidden (" + forbiddenNonResource + ")"},
+		{StatusError{URL: "https://10.96.0.1:443/api/v1/nodes", Code: 403}, "GET https://10.96.0.1:443/api/v1/nodes: 403 Forbidden (" + forbiddenCluster + ")"},
+		{StatusError{URL: "https://10.96.0.1:443/api/v1/pods", Code: 403}, "GET https://10.96.0.1:443/api/v1/pods: 403 Forbidden (" + forbiddenCluster + ")"},
+		{StatusError{URL: "https://10.96.0.1:443/apis/apps/v1/namespaces/team-a/deployments", Code: 403},
+			"GET https://10.96.0.1:443/apis/apps/v1/namespaces/team-a/deployments: 403 Forbidden (" + forbiddenIn("team-a") + ")"},
+		{StatusError{URL: u, Code: 429}, "GET " + u + ": 429 Too Many Requests (the API server is shedding load (API Priority and Fairness): retry later)"},
+		{StatusError{URL: u, Code: 404, Message: "gone"}, "GET " + u + ": 404 Not Found: gone (the API server does not serve this path: check the host and the server version)"},
 		{StatusError{URL: u, Code: 302}, "GET " + u + ": 302 Found"},
 		{StatusError{URL: u, Code: 599}, "GET " + u + ": 599 "},
 	}
@@ -523,7 +546,7 @@ func TestServerVersion(t *testing.T) {
 	}{
 		{name: "ok", handler: reply(200, "application/json", string(body)), want: &info},
 		{name: "403", handler: reply(403, "application/json", status(403, "Forbidden", "forbidden")), code: 403,
-			errHas: "/version: 403 Forbidden: forbidden (the service account lacks RBAC permission"},
+			errHas: "/version: 403 Forbidden: forbidden (" + forbiddenNonResource + ")"},
 		{name: "HTML", handler: reply(200, "text/html", "<html/>"), errHas: `/version: the answer is "text/html", not JSON`},
 	}
 	for _, tt := range tests {

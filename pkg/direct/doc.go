@@ -9,4 +9,10 @@
 // the token as a bearer token and decodes the JSON answer. It exists to show
 // the mechanics without client-go; programs that do more than a few GETs
 // should use package incluster. It imports no client-go package.
+//
+// When the cluster's CA is rotated and the server's certificate is signed
+// by an unknown authority, the client reads ca.crt again at once (at most
+// once a second); if it holds a new CA bundle, the client trusts it and
+// retries the request once. A ca.crt that is missing or not a CA bundle
+// keeps the last good CA in use, and the error names the file.
 package direct

@@ -140,7 +140,7 @@ func ExampleStatusError() {
 	fmt.Println(err)
 	// Output:
 	// 403
-	// GET https://10.96.0.1:443/api: 403 Forbidden: forbidden: User "system:serviceaccount:default:default" cannot get path "/api" (the service account lacks RBAC permission: bind it to a Role that allows this request)
+	// GET https://10.96.0.1:443/api: 403 Forbidden: forbidden: User "system:serviceaccount:default:default" cannot get path "/api" (the service account lacks RBAC permission for this non-resource URL: grant it with a ClusterRole (nonResourceURLs) and ClusterRoleBinding; a Role and RoleBinding cannot)
 }
 
 // FromEnv reads the kubelet's KUBERNETES_SERVICE_HOST/_PORT; an IPv6 address

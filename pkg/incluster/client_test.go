@@ -291,19 +291,40 @@ func wantErrText(t *testing.T, err error, want ...string) {
 	}
 }
 
-// helperCalls are the Client helpers that send a request.
+// The 403 hints: what grants a request depends on what it is about. A
+// Role and RoleBinding grant only requests in their namespace; cluster-
+// scoped resources (SelfSubjectReview, SelfSubjectAccessReview, a list
+// across namespaces) and non-resource URLs (/api, /version) need a
+// ClusterRole and ClusterRoleBinding.
+const (
+	forbiddenNonResource = "the service account lacks RBAC permission for this non-resource URL: grant it with a ClusterRole (nonResourceURLs) and ClusterRoleBinding; a Role and RoleBinding cannot"
+	forbiddenCluster     = "the service account lacks RBAC permission for this cluster-scoped request: grant it with a ClusterRole and ClusterRoleBinding; a Role and RoleBinding cannot"
+	forbiddenUnknown     = "the service account lacks RBAC permission for this: grant it with a Role and RoleBinding in the namespace, or with a ClusterRole and ClusterRoleBinding for a cluster-scoped resource or a non-resource URL (see deploy/)"
+)
+
+func forbiddenIn(ns string) string {
+	return "the service account lacks RBAC permission in namespace " + ns + ": grant it with a Role and RoleBinding in " + ns + " (see deploy/)"
+}
+
+// helperCalls are the Client helpers that send a request, and the 403
+// hint each must give.
 var helperCalls = []struct {
-	name string
-	call func(ctx context.Context, c *Client) error
+	name      string
+	call      func(ctx context.Context, c *Client) error
+	forbidden string
 }{
-	{"APIVersions", func(ctx context.Context, c *Client) error { _, err := c.APIVersions(ctx); return err }},
-	{"ServerVersion", func(ctx context.Context, c *Client) error { _, err := c.ServerVersion(ctx); return err }},
-	{"WhoAmI", func(ctx context.Context, c *Client) error { _, err := c.WhoAmI(ctx); return err }},
+	{"APIVersions", func(ctx context.Context, c *Client) error { _, err := c.APIVersions(ctx); return err }, forbiddenNonResource},
+	{"ServerVersion", func(ctx context.Context, c *Client) error { _, err := c.ServerVersion(ctx); return err }, forbiddenNonResource},
+	{"WhoAmI", func(ctx context.Context, c *Client) error { _, err := c.WhoAmI(ctx); return err }, forbiddenCluster},
 	{"Can", func(ctx context.Context, c *Client) error {
 		_, err := c.Can(ctx, authorizationv1.ResourceAttributes{Verb: "get", Resource: "pods"})
 		return err
-	}},
-	{"CanListPods", func(ctx context.Context, c *Client) error { _, err := c.CanListPods(ctx); return err }},
+	}, forbiddenCluster},
+	{"CanListPods", func(ctx context.Context, c *Client) error { _, err := c.CanListPods(ctx); return err }, forbiddenCluster},
+	{"GetJSON", func(ctx context.Context, c *Client) error {
+		var list struct{ Items []json.RawMessage }
+		return c.GetJSON(ctx, "/api/v1/namespaces/other/pods", &list)
+	}, forbiddenIn("other")},
 }
 
 // TestHTTPErrors: each helper's error for the usual failure answers carries
@@ -318,7 +339,7 @@ func TestHTTPErrors(t *testing.T) {
 	}{
 		{code: 401, reason: "Unauthorized", is: apierrors.IsUnauthorized, want: []string{"HTTP 401", "rejected the credentials", "token", "expired"}},
 		{code: 401, plain: true, is: apierrors.IsUnauthorized, want: []string{"HTTP 401", "token"}},
-		{code: 403, reason: "Forbidden", is: apierrors.IsForbidden, want: []string{"HTTP 403", "RBAC", "Role and RoleBinding"}},
+		{code: 403, reason: "Forbidden", is: apierrors.IsForbidden, want: []string{"HTTP 403", "RBAC"}},
 		{code: 403, plain: true, is: apierrors.IsForbidden, want: []string{"HTTP 403", "RBAC"}},
 		{code: 404, reason: "NotFound", is: apierrors.IsNotFound, want: []string{"HTTP 404", "does not serve this path", "server version"}},
 		{code: 404, plain: true, is: apierrors.IsNotFound, want: []string{"HTTP 404", "does not serve this path"}},
@@ -347,6 +368,10 @@ func TestHTTPErrors(t *testing.T) {
 			for _, h := range helperCalls {
 				err := h.call(t.Context(), c)
 				wantErrText(t, err, tt.want...)
+				if tt.code == http.StatusForbidden {
+					// The whole hint, and the one for what this helper asks.
+					wantErrText(t, err, "(HTTP 403: "+h.forbidden+")")
+				}
 				if !tt.plain && !strings.Contains(err.Error(), serverMsg) {
 					t.Errorf("%s: the server's message is lost: %v", h.name, err)
 				}
@@ -377,6 +402,7 @@ func TestOperationInErrors(t *testing.T) {
 		"WhoAmI":        "create SelfSubjectReview: ",
 		"Can":           "create SelfSubjectAccessReview: ",
 		"CanListPods":   "create SelfSubjectAccessReview: ",
+		"GetJSON":       "GET " + srv.URL + "/api/v1/namespaces/other/pods: ",
 	}
 	for _, h := range helperCalls {
 		if err := h.call(t.Context(), c); err == nil || !strings.HasPrefix(err.Error(), want[h.name]) {
@@ -621,7 +647,8 @@ func TestExplain(t *testing.T) {
 	}
 	base := apierrors.NewForbidden(authorizationv1.Resource("secrets"), "db", errors.New("no"))
 	err := Explain(base, "get secret db")
-	wantErrText(t, err, "get secret db: ", "HTTP 403", "RBAC")
+	// Explain does not know what the call asked for: the hint names both ways.
+	wantErrText(t, err, "get secret db: ", "(HTTP 403: "+forbiddenUnknown+")")
 	if !apierrors.IsForbidden(err) || !errors.Is(err, base) {
 		t.Errorf("Explain does not wrap: %v", err)
 	}

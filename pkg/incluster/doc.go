@@ -17,6 +17,15 @@
 // who the pod is (WhoAmI, a SelfSubjectReview) and access checks (Can, a
 // SelfSubjectAccessReview). Every call takes a context and has a timeout.
 //
+// When the cluster's CA is rotated, a request that fails with "certificate
+// signed by unknown authority" makes the Client read its CA file (ca.crt, or
+// a kubeconfig's certificate-authority file) again at once, at most once a
+// second, where client-go alone waits up to 5 minutes; if the file holds a
+// new CA bundle, the Client swaps in a transport that trusts it and retries
+// the request once, for the clientset, discovery and informers on its HTTP
+// client too. A file that is missing or not a CA bundle keeps the last good
+// CA in use, and the error names the file.
+//
 // Client settings differ from client-go's defaults on purpose: client-side
 // rate limiting is off (QPS -1), as in controller-runtime, because API
 // Priority and Fairness on the server protects it better than a 5 QPS token

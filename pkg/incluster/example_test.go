@@ -128,13 +128,14 @@ func ExampleProxyConfig() {
 }
 
 // Explain adds the status code and what to do to an error of the caller's
-// own client-go call; apierrors' predicates keep working.
+// own client-go call; apierrors' predicates keep working. It does not know
+// what the call asked for, so a 403 names both ways to grant it.
 func ExampleExplain() {
 	var err error = apierrors.NewForbidden(schema.GroupResource{Resource: "secrets"}, "db", errors.New("RBAC: access denied"))
 	err = incluster.Explain(err, "get secret db")
 	fmt.Println(err)
 	fmt.Println(apierrors.IsForbidden(err))
 	// Output:
-	// get secret db: secrets "db" is forbidden: RBAC: access denied (HTTP 403: the service account lacks RBAC permission for this: grant it with a Role and RoleBinding (see deploy/))
+	// get secret db: secrets "db" is forbidden: RBAC: access denied (HTTP 403: the service account lacks RBAC permission for this: grant it with a Role and RoleBinding in the namespace, or with a ClusterRole and ClusterRoleBinding for a cluster-scoped resource or a non-resource URL (see deploy/))
 	// true
 }

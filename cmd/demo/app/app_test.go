@@ -212,7 +212,9 @@ func TestRunReadPods(t *testing.T) {
 	if code != ExitAPI || r.Pods != nil || r.APIVersions == nil {
 		t.Errorf("exit %d, pods %+v, want exit %d and no pods", code, r.Pods, ExitAPI)
 	}
-	for _, want := range []string{"readPods: list pods in namespace other", "cannot list resource", "HTTP 403", "Role and RoleBinding"} {
+	// A namespaced request: a Role and RoleBinding in that namespace grant it.
+	const hint = "(HTTP 403: the service account lacks RBAC permission in namespace other: grant it with a Role and RoleBinding in other (see deploy/))"
+	for _, want := range []string{"readPods: list pods in namespace other", "cannot list resource", hint} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("stderr %q lacks %q", errOut, want)
 		}

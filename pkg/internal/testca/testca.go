@@ -1,0 +1,208 @@
+// Package testca helps the tests of a CA rotation: certificate authorities
+// and serving certificates made in the test, a TLS test server whose
+// certificate can be switched to one from another CA, and a clock that moves
+// only when told. It is for tests only.
+package testca
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// CA is a certificate authority.
+type CA struct {
+	Cert *x509.Certificate
+	PEM  []byte // the CA certificate, PEM-encoded: what ca.crt holds
+	key  *ecdsa.PrivateKey
+}
+
+var serial atomic.Int64
+
+// NewCA returns a new self-signed CA named cn.
+func NewCA(t testing.TB, cn string) *CA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(serial.Add(1)),
+		Subject:               pkix.Name{CommonName: cn},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &CA{Cert: cert, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), key: key}
+}
+
+// Leaf returns a serving certificate signed by ca for 127.0.0.1, ::1 and
+// localhost.
+func (ca *CA) Leaf(t testing.TB) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial.Add(1)),
+		Subject:      pkix.Name{CommonName: "kube-apiserver"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		DNSNames:     []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+}
+
+// Bundle concatenates the CAs' certificates, as a ca.crt during a rotation.
+func Bundle(cas ...*CA) []byte {
+	var b []byte
+	for _, ca := range cas {
+		b = append(b, ca.PEM...)
+	}
+	return b
+}
+
+// Server is an HTTP/2 TLS test server on 127.0.0.1 whose certificate can be
+// switched while it runs, as a kube-apiserver restarted with a certificate
+// from a new CA.
+type Server struct {
+	*httptest.Server
+	cert       atomic.Pointer[tls.Certificate]
+	handshakes atomic.Int32
+	requests   atomic.Int32
+}
+
+// NewServer starts a Server with handler h and certificate cert. It is
+// closed when the test ends. The certificate is chosen per handshake in
+// tls.Config.GetConfigForClient, not GetCertificate: crypto/tls calls
+// GetCertificate only when Certificates is empty or the client sends a
+// server name, and a client of 127.0.0.1 sends none.
+func NewServer(t testing.TB, h http.Handler, cert tls.Certificate) *Server {
+	t.Helper()
+	s := &Server{}
+	s.cert.Store(&cert)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.requests.Add(1)
+		h.ServeHTTP(w, r)
+	}))
+	srv.EnableHTTP2 = true
+	// The server's complaints about clients that refuse its certificate are expected.
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.TLS = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		s.handshakes.Add(1)
+		return &tls.Config{Certificates: []tls.Certificate{*s.cert.Load()}, NextProtos: []string{"h2", "http/1.1"}}, nil
+	}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	s.Server = srv
+	return s
+}
+
+// Switch makes the server present cert from now on and closes the client
+// connections, so that the next request needs a new handshake.
+func (s *Server) Switch(cert tls.Certificate) {
+	s.cert.Store(&cert)
+	s.CloseClientConnections()
+}
+
+// Handshakes is the number of TLS handshakes the server has begun.
+func (s *Server) Handshakes() int { return int(s.handshakes.Load()) }
+
+// Requests is the number of requests the server has received.
+func (s *Server) Requests() int { return int(s.requests.Load()) }
+
+// HostPort returns the server's host and port.
+func (s *Server) HostPort(t testing.TB) (string, string) {
+	t.Helper()
+	host, port, err := net.SplitHostPort(s.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return host, port
+}
+
+// WriteFile replaces path with b as the kubelet updates a projected volume:
+// a new file renamed over the old one, so that no reader sees half of it.
+func WriteFile(t testing.TB, path string, b []byte) {
+	t.Helper()
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Reads counts the reads of a file, as a ReadFile test seam.
+type Reads struct{ n atomic.Int32 }
+
+// ReadFile is os.ReadFile, counted.
+func (r *Reads) ReadFile(name string) ([]byte, error) {
+	r.n.Add(1)
+	return os.ReadFile(name)
+}
+
+// N is the number of reads so far.
+func (r *Reads) N() int { return int(r.n.Load()) }
+
+// Clock is a clock for tests: it moves only when Advance is called.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewClock returns a Clock at a fixed time.
+func NewClock() *Clock { return &Clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// Advance moves the clock by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
