@@ -1,0 +1,193 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/incluster/incluster/pkg/controller"
+	"github.com/incluster/incluster/pkg/incluster"
+)
+
+// Exit codes of Run; see the package doc.
+const (
+	ExitOK         = 0
+	ExitForced     = controller.ExitForced // by controller.SignalContext, not by Run
+	ExitUsage      = 2
+	ExitConfig     = 3
+	ExitFailed     = 4
+	ExitStillBusy  = 5
+	DefaultLease   = "incluster-example-controller"
+	defaultWorkers = 2
+)
+
+// UserAgent is sent with every request.
+const UserAgent = "incluster-example-controller"
+
+const usageText = `Usage: example-controller [flags]
+
+In its namespace, for every ConfigMap labelled incluster.dev/hash=true, writes
+the annotations incluster.dev/hash (SHA-256 of data and binaryData, hex) and
+incluster.dev/writer (the writing replica's identity). Replicas elect a leader
+with a Lease; only the leader writes.
+
+Flags:
+  --lease-name=NAME          the Lease in the pod's namespace (default incluster-example-controller)
+  --probe-address=ADDR       /healthz, /readyz and /leader (default :8081; "" or 0: none)
+  --shutdown-timeout=D       how long to wait for the work to stop on SIGTERM before
+                             exiting without releasing the lease (default 20s; keep it
+                             below the pod's terminationGracePeriodSeconds)
+  --lease-duration=D         (default 15s) must be longer than --renew-deadline, whole seconds
+  --renew-deadline=D         (default 10s) must be longer than 1.2 x --retry-period
+  --retry-period=D           (default 2s)
+  --exit-on-lost-lease       exit 4 when the lease is lost, instead of contending again
+  --workers=N                concurrent writers on the leader (default 2)
+  --kubeconfig=PATH          outside a cluster: use this kubeconfig; --kubeconfig= (empty)
+                             means $KUBECONFIG, then ~/.kube/config
+  --log-format=FORMAT        text or json, on stderr (default text)
+  -h, --help                 show this help
+
+Environment: POD_NAME and POD_NAMESPACE from the downward API (the identity is
+POD_NAME, else the hostname, plus "_" and 5 random characters).
+
+Exit codes:
+  0  stopped by SIGTERM or SIGINT, the lease released
+  1  a second SIGTERM or SIGINT: at once, the lease not released
+  2  bad usage
+  3  not in a cluster, configuration unreadable, or the probe address in use
+  4  stopped on an error: the lease lost with --exit-on-lost-lease, or the work failed
+  5  the work did not stop within --shutdown-timeout: the lease not released
+`
+
+type options struct {
+	leaseName       string
+	probeAddress    string
+	shutdownTimeout time.Duration
+	leaseDuration   time.Duration
+	renewDeadline   time.Duration
+	retryPeriod     time.Duration
+	exitOnLost      bool
+	workers         int
+	kubeconfig      *string
+	logFormat       string
+}
+
+// Run is the example controller. It returns the exit code once ctx is
+// cancelled and the controller has stopped, or on an error; logs go to
+// stderr (log/slog), usage errors too; stdout gets --help only.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	opts, code, done := parseFlags(args, stdout, stderr)
+	if done {
+		return code
+	}
+	var handler slog.Handler = slog.NewTextHandler(stderr, nil)
+	if opts.logFormat == "json" {
+		handler = slog.NewJSONHandler(stderr, nil)
+	}
+	log := slog.New(handler)
+
+	clientOpts := []incluster.Option{incluster.WithUserAgent(UserAgent)}
+	if opts.kubeconfig != nil {
+		clientOpts = append(clientOpts, incluster.WithKubeconfig(*opts.kubeconfig))
+	}
+	c, err := incluster.New(clientOpts...)
+	if err != nil {
+		log.Error("cannot configure the client", "err", err)
+		return ExitConfig
+	}
+	id, err := controller.Identity()
+	if err != nil {
+		log.Error("no identity", "err", err)
+		return ExitConfig
+	}
+	mopts := []controller.Option{
+		controller.WithIdentity(id),
+		controller.WithProbeAddress(opts.probeAddress),
+		controller.WithShutdownTimeout(opts.shutdownTimeout),
+		controller.WithLeaseDuration(opts.leaseDuration),
+		controller.WithRenewDeadline(opts.renewDeadline),
+		controller.WithRetryPeriod(opts.retryPeriod),
+		controller.WithLogger(log),
+		controller.WithPermissions(authorizationv1.ResourceAttributes{Verb: "patch", Resource: "configmaps"}),
+	}
+	if opts.exitOnLost {
+		mopts = append(mopts, controller.WithExitOnLostLeadership())
+	}
+	m, err := controller.New(c, opts.leaseName, mopts...)
+	if err != nil {
+		fmt.Fprintf(stderr, "example-controller: %v; see example-controller --help\n", err)
+		return ExitUsage
+	}
+	configMaps, err := m.Informer(corev1.SchemeGroupVersion.WithResource("configmaps"), controller.WithLabelSelector(Selector))
+	if err != nil {
+		log.Error("no informer", "err", err)
+		return ExitFailed
+	}
+	h := &hasher{
+		cs: m.Clientset(), informer: configMaps.Informer(), lister: corelisters.NewConfigMapLister(configMaps.Informer().GetIndexer()),
+		identity: m.Identity(), workers: opts.workers, log: log,
+	}
+	klog.SetSlogLogger(log) // client-go's own logs (election, informers) in the same stream
+
+	err = m.Run(ctx, h.Work)
+	var opErr *net.OpError
+	switch {
+	case err == nil:
+		log.Info("stopped", "cause", fmt.Sprint(context.Cause(ctx)))
+		return ExitOK
+	case errors.Is(err, controller.ErrWorkStillRunning):
+		log.Error("stopped without releasing the lease", "err", err)
+		return ExitStillBusy
+	case errors.As(err, &opErr):
+		log.Error("cannot serve the probes", "err", err)
+		return ExitConfig
+	default:
+		log.Error("stopped on an error", "err", err)
+		return ExitFailed
+	}
+}
+
+func parseFlags(args []string, stdout, stderr io.Writer) (opts options, code int, done bool) {
+	fs := flag.NewFlagSet("example-controller", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&opts.leaseName, "lease-name", DefaultLease, "")
+	fs.StringVar(&opts.probeAddress, "probe-address", controller.DefaultProbeAddress, "")
+	fs.DurationVar(&opts.shutdownTimeout, "shutdown-timeout", controller.DefaultShutdownTimeout, "")
+	fs.DurationVar(&opts.leaseDuration, "lease-duration", controller.DefaultLeaseDuration, "")
+	fs.DurationVar(&opts.renewDeadline, "renew-deadline", controller.DefaultRenewDeadline, "")
+	fs.DurationVar(&opts.retryPeriod, "retry-period", controller.DefaultRetryPeriod, "")
+	fs.BoolVar(&opts.exitOnLost, "exit-on-lost-lease", false, "")
+	fs.IntVar(&opts.workers, "workers", defaultWorkers, "")
+	fs.Func("kubeconfig", "", func(s string) error { opts.kubeconfig = &s; return nil })
+	fs.StringVar(&opts.logFormat, "log-format", "text", "")
+	usage := func(format string, a ...any) (options, int, bool) {
+		fmt.Fprintf(stderr, "example-controller: "+format+"; see example-controller --help\n", a...)
+		return opts, ExitUsage, true
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usageText)
+			return opts, ExitOK, true
+		}
+		return usage("%s", err.Error())
+	}
+	switch {
+	case fs.NArg() > 0:
+		return usage("unexpected argument %q", fs.Arg(0))
+	case opts.workers < 1:
+		return usage("--workers=%d: want at least 1", opts.workers)
+	case opts.logFormat != "text" && opts.logFormat != "json":
+		return usage("--log-format=%q: want text or json", opts.logFormat)
+	}
+	return opts, ExitOK, false
+}

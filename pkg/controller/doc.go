@@ -1,0 +1,61 @@
+// Package controller is what a controller needs after a client, built on an
+// incluster.Client and on client-go's own machinery only: leader election
+// (tools/leaderelection with a resourcelock.LeaseLock), shared informers
+// (informers.NewSharedInformerFactoryWithOptions) and, in the caller's work
+// function, client-go's workqueue. It adds no election, cache or queue of its
+// own; it adds what the pod knows and client-go leaves to every team: where
+// the Lease lives, who holds it, what RBAC is missing, when the lease may be
+// given back, and what the probes say.
+//
+// A Manager, made by New, does in Run:
+//
+//  1. Probes on one port (WithProbeAddress, default ":8081"): /healthz fails
+//     when this replica runs the work but has not renewed the lease within the
+//     renew deadline; /readyz succeeds once the RBAC preflight passed and the
+//     caches synced, on standbys too; /leader answers 200 only on the leader.
+//  2. RBAC preflight: every verb the informers (list, watch) and the election
+//     (leases get, create, update) need, and those declared with
+//     WithPermissions, is checked with SelfSubjectAccessReviews
+//     (incluster.Client.Can). While one is missing the replica is not ready
+//     and logs one line per round (every 3 s) that names the rule to add to
+//     the Role; once the Role is fixed it goes on, without a restart.
+//  3. Informers, scoped to the pod's namespace unless WithAllNamespaces, over
+//     the client's one HTTP connection, in protobuf, with managedFields dropped
+//     (DropManagedFields, applied by client-go v0.37.2 also to WatchList's
+//     streamed initial list).
+//  4. Leader election with a Lease named by the caller in the pod's namespace;
+//     the identity is POD_NAME (downward API), else the hostname, plus "_"
+//     and 5 random characters (Identity). Lease 15 s, renew deadline 10 s,
+//     retry 2 s, as controller-runtime. The elected replica runs the work.
+//
+// # Safe handoff
+//
+// client-go's ReleaseOnCancel gives the lease back as soon as its renew loop
+// stops, without waiting for the leader's function to return, and even when
+// renewing failed while that function still runs: two leaders for a moment.
+// Run releases the lease only after the work function has returned. On
+// shutdown (the context given to Run is cancelled, e.g. by SignalContext on
+// SIGTERM) it cancels the work's context, waits for the work to return for up
+// to the shutdown timeout (WithShutdownTimeout, default 20 s; keep it shorter
+// than the pod's terminationGracePeriodSeconds), then stops the elector,
+// which releases the lease, and returns nil. If the work does not return in
+// time, the lease is not released: it expires after the lease duration, and
+// Run returns ErrWorkStillRunning. The lease lock refuses a release while the
+// work runs, whatever path inside client-go asks for it.
+//
+// # Outages
+//
+// An API outage shorter than the renew deadline keeps the leader (client-go
+// retries the renewal). A longer one stops the work (its context is
+// cancelled once the lease has not been renewed for the renew deadline), and
+// the replica contends again once the work has returned; with
+// WithExitOnLostLeadership Run returns ErrLeadershipLost instead. Transient
+// API errors never make Run return: preflight, informers and election retry.
+//
+// Logs go to a log/slog logger (WithLogger). client-go's own logs go through
+// klog; a program routes them to the same logger with klog.SetSlogLogger.
+//
+// This package imports client-go's typed clientset and informers; a program
+// that only wants a client imports package incluster alone and does not pay
+// for them.
+package controller

@@ -1,0 +1,351 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+)
+
+var getOpts = metav1.GetOptions{}
+
+// runAsync runs m.Run in a goroutine; the channel gets its error.
+func runAsync(ctx context.Context, m *Manager, work Work) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, work) }()
+	return done
+}
+
+// The safe handoff on shutdown: the work's context is cancelled, and the
+// lease is released only after the work has returned; Run returns nil.
+func TestShutdownReleasesAfterWorkReturned(t *testing.T) {
+	cs := fake.NewClientset()
+	ev := &leaseEvents{}
+	recordLeaseWrites(cs, ev)
+	m, _ := newTestManager(t, cs, "a")
+	started := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := runAsync(ctx, m, func(ctx context.Context) error {
+		close(started)
+		<-ctx.Done()
+		ev.add("work returned")
+		return nil
+	})
+	within(t, started, "the work to start")
+	if !m.IsLeader() {
+		t.Error("IsLeader() = false while the work runs")
+	}
+	cancel()
+	if err := within(t, done, "Run to return"); err != nil {
+		t.Fatalf("Run = %v, want nil", err)
+	}
+	returned, released := ev.indexOf("work returned"), ev.indexOf("release")
+	if returned < 0 || released < 0 || released < returned {
+		t.Fatalf("want the work to return, then the release; events: %q", ev.list())
+	}
+	if h := holder(t, cs); h != "" {
+		t.Errorf("lease holder after shutdown = %q, want none (released)", h)
+	}
+}
+
+// A work that ignores its context beyond the shutdown timeout: no release
+// (the lease expires instead), and Run says so.
+func TestShutdownTimeoutDoesNotRelease(t *testing.T) {
+	cs := fake.NewClientset()
+	ev := &leaseEvents{}
+	recordLeaseWrites(cs, ev)
+	m, logs := newTestManager(t, cs, "a", WithShutdownTimeout(20*time.Millisecond))
+	started, unblock := make(chan struct{}), make(chan struct{})
+	defer close(unblock)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := runAsync(ctx, m, func(context.Context) error {
+		close(started)
+		<-unblock // ignores its context
+		return nil
+	})
+	within(t, started, "the work to start")
+	cancel()
+	if err := within(t, done, "Run to return"); !errors.Is(err, ErrWorkStillRunning) {
+		t.Fatalf("Run = %v, want ErrWorkStillRunning", err)
+	}
+	if i := ev.indexOf("release"); i >= 0 {
+		t.Fatalf("the lease was released while the work still runs; events: %q", ev.list())
+	}
+	if h := holder(t, cs); h != "a" {
+		t.Errorf("lease holder = %q, want a (left to expire)", h)
+	}
+	if want := "the work did not return within the shutdown timeout"; !strings.Contains(logs.String(), want) {
+		t.Errorf("logs lack %q:\n%s", want, logs)
+	}
+}
+
+// Two replicas on one API server: the standby's work starts only after the
+// leader's work has returned, and the leader's release is what hands over.
+func TestHandoffBetweenReplicas(t *testing.T) {
+	cs := fake.NewClientset()
+	ev := &leaseEvents{}
+	recordLeaseWrites(cs, ev)
+	work := func(name string, started chan<- struct{}) Work {
+		return func(ctx context.Context) error {
+			ev.add(name + " started")
+			close(started)
+			<-ctx.Done()
+			ev.add(name + " returned")
+			return nil
+		}
+	}
+	a, _ := newTestManager(t, cs, "a")
+	b, _ := newTestManager(t, cs, "b")
+	aStarted, bStarted := make(chan struct{}), make(chan struct{})
+	actx, acancel := context.WithCancel(context.Background())
+	adone := runAsync(actx, a, work("a", aStarted))
+	within(t, aStarted, "a to lead")
+	bctx, bcancel := context.WithCancel(context.Background())
+	defer bcancel()
+	bdone := runAsync(bctx, b, work("b", bStarted))
+
+	acancel()
+	if err := within(t, adone, "a's Run to return"); err != nil {
+		t.Fatalf("a: Run = %v", err)
+	}
+	within(t, bStarted, "b to lead after a's release")
+	bcancel()
+	if err := within(t, bdone, "b's Run to return"); err != nil {
+		t.Fatalf("b: Run = %v", err)
+	}
+	evs := ev.list()
+	aRet, rel, bAcq, bStart := ev.indexOf("a returned"), ev.indexOf("release"), ev.indexOf("renew b"), ev.indexOf("b started")
+	if !(aRet >= 0 && aRet < rel && rel < bAcq && bAcq < bStart) {
+		t.Fatalf("want: a returned < release < b acquires < b started; events: %q", evs)
+	}
+}
+
+// A standby never writes the Lease and shuts down at once; it is ready,
+// and not the leader.
+func TestStandby(t *testing.T) {
+	other := "someone-else"
+	dur := int32(15)
+	now := metav1.NewMicroTime(time.Now())
+	cs := fake.NewClientset(&coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: "test-lease"},
+		Spec:       coordinationv1.LeaseSpec{HolderIdentity: &other, LeaseDurationSeconds: &dur, AcquireTime: &now, RenewTime: &now},
+	})
+	ev := &leaseEvents{}
+	recordLeaseWrites(cs, ev)
+	contending := make(chan struct{})
+	var once sync.Once
+	cs.PrependReactor("get", "leases", func(k8stesting.Action) (bool, runtime.Object, error) {
+		once.Do(func() { close(contending) })
+		return false, nil, nil
+	})
+	m, _ := newTestManager(t, cs, "b")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := runAsync(ctx, m, func(context.Context) error { t.Error("the standby's work ran"); return nil })
+	within(t, contending, "the standby to contend")
+	for _, p := range []struct {
+		path string
+		code int
+	}{{"/readyz", 200}, {"/leader", 503}, {"/healthz", 200}} {
+		if code, body := probe(m, p.path); code != p.code {
+			t.Errorf("standby %s = %d %q, want %d", p.path, code, body, p.code)
+		}
+	}
+	cancel()
+	if err := within(t, done, "Run to return"); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if evs := ev.list(); len(evs) != 0 {
+		t.Errorf("the standby wrote the Lease: %q", evs)
+	}
+}
+
+// Renewing fails for longer than the renew deadline (an API outage): the
+// work is cancelled, the lease is never released while it runs, and the
+// replica contends again once it has returned (default), or Run returns
+// ErrLeadershipLost (WithExitOnLostLeadership).
+func TestLostLease(t *testing.T) {
+	for _, exit := range []bool{false, true} {
+		t.Run(fmt.Sprintf("exit=%v", exit), func(t *testing.T) {
+			cs := fake.NewClientset()
+			var outage, running atomic.Bool
+			var releasedWhileRunning atomic.Bool
+			cs.PrependReactor("update", "leases", func(a k8stesting.Action) (bool, runtime.Object, error) {
+				l := a.(k8stesting.UpdateAction).GetObject().(*coordinationv1.Lease)
+				if l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "" {
+					if running.Load() {
+						releasedWhileRunning.Store(true)
+					}
+				}
+				if outage.Load() {
+					return true, nil, apierrors.NewServiceUnavailable("outage")
+				}
+				return false, nil, nil
+			})
+			opts := []Option{}
+			if exit {
+				opts = append(opts, WithExitOnLostLeadership())
+			}
+			m, _ := newTestManager(t, cs, "a", opts...)
+			starts := make(chan int, 2)
+			causes := make(chan error, 2)
+			var n atomic.Int32
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := runAsync(ctx, m, func(ctx context.Context) error {
+				running.Store(true)
+				starts <- int(n.Add(1))
+				<-ctx.Done()
+				causes <- context.Cause(ctx)
+				running.Store(false)
+				return nil
+			})
+			within(t, starts, "the work to start")
+			outage.Store(true)
+			cause := within(t, causes, "the work to be cancelled by the outage")
+			if !errors.Is(cause, errRenewStopped) && !errors.Is(cause, errRenewOverdue) {
+				t.Errorf("the work's cancel cause = %v, want a renewal failure", cause)
+			}
+			if exit {
+				if err := within(t, done, "Run to return"); !errors.Is(err, ErrLeadershipLost) {
+					t.Fatalf("Run = %v, want ErrLeadershipLost", err)
+				}
+			} else {
+				outage.Store(false)
+				if i := within(t, starts, "the work to start again after the outage"); i != 2 {
+					t.Errorf("start #%d, want #2", i)
+				}
+				cancel()
+				if err := within(t, done, "Run to return"); err != nil {
+					t.Fatalf("Run = %v", err)
+				}
+			}
+			if releasedWhileRunning.Load() {
+				t.Error("the lease was released while the work ran")
+			}
+		})
+	}
+}
+
+// The work returning on its own ends Run with its error, after the release.
+func TestWorkReturnsOnItsOwn(t *testing.T) {
+	cs := fake.NewClientset()
+	ev := &leaseEvents{}
+	recordLeaseWrites(cs, ev)
+	m, _ := newTestManager(t, cs, "a")
+	boom := errors.New("boom")
+	err := m.Run(context.Background(), func(context.Context) error { return boom })
+	if !errors.Is(err, boom) {
+		t.Fatalf("Run = %v, want boom", err)
+	}
+	if ev.indexOf("release") < 0 {
+		t.Errorf("no release after the work returned; events: %q", ev.list())
+	}
+}
+
+// fakeLock is a resourcelock.Interface that counts writes.
+type fakeLock struct {
+	id       string
+	updates  []resourcelock.LeaderElectionRecord
+	failNext error
+}
+
+func (l *fakeLock) Get(context.Context) (*resourcelock.LeaderElectionRecord, []byte, error) {
+	return nil, nil, apierrors.NewNotFound(schema.GroupResource{Resource: "leases"}, "x")
+}
+func (l *fakeLock) Create(_ context.Context, r resourcelock.LeaderElectionRecord) error {
+	return l.Update(context.Background(), r)
+}
+func (l *fakeLock) Update(_ context.Context, r resourcelock.LeaderElectionRecord) error {
+	if err := l.failNext; err != nil {
+		l.failNext = nil
+		return err
+	}
+	l.updates = append(l.updates, r)
+	return nil
+}
+func (l *fakeLock) RecordEvent(string) {}
+func (l *fakeLock) Identity() string   { return l.id }
+func (l *fakeLock) Describe() string   { return "fake" }
+func (l *fakeLock) holders() []string {
+	var h []string
+	for _, u := range l.updates {
+		h = append(h, u.HolderIdentity)
+	}
+	return h
+}
+
+func TestLeaseGate(t *testing.T) {
+	now := time.Unix(1000, 0)
+	lock := &fakeLock{id: "me"}
+	g := newLeaseGate(lock, func() time.Time { return now })
+	ctx := context.Background()
+	release := resourcelock.LeaderElectionRecord{LeaseDurationSeconds: 1}
+
+	// Renewals are recorded, others' writes and failures not.
+	if err := g.Update(ctx, resourcelock.LeaderElectionRecord{HolderIdentity: "me"}); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(time.Second)
+	lock.failNext = errors.New("down")
+	_ = g.Update(ctx, resourcelock.LeaderElectionRecord{HolderIdentity: "me"})
+	if _, since := g.leading(); since != time.Second {
+		t.Errorf("since last renewal = %s, want 1s (a failed renewal does not count)", since)
+	}
+
+	// The work runs: the release is refused and the work cancelled.
+	var cause error
+	if !g.startWork(func(c error) { cause = c }) {
+		t.Fatal("startWork = false on an open round")
+	}
+	if running, _ := g.leading(); !running {
+		t.Error("leading() says not running")
+	}
+	if err := g.Update(ctx, release); !errors.Is(err, errReleaseRefused) {
+		t.Fatalf("release while the work runs = %v, want errReleaseRefused", err)
+	}
+	if !errors.Is(cause, errRenewStopped) {
+		t.Errorf("the work's cancel cause = %v, want errRenewStopped", cause)
+	}
+	if g.wasReleased() {
+		t.Error("wasReleased after a refused release")
+	}
+	// The work returned: now it may be released; no work starts after.
+	g.workReturned()
+	if err := g.Update(ctx, release); err != nil {
+		t.Fatalf("release after the work returned = %v", err)
+	}
+	if !g.wasReleased() {
+		t.Error("wasReleased = false after the release")
+	}
+	if g.startWork(func(error) {}) {
+		t.Error("startWork = true after the release")
+	}
+	if got, want := lock.holders(), []string{"me", ""}; !slices.Equal(got, want) {
+		t.Errorf("writes = %q, want %q", got, want)
+	}
+
+	// A closed round starts no work, and close cancels a running one.
+	g2 := newLeaseGate(&fakeLock{id: "me"}, time.Now)
+	var c2 error
+	g2.startWork(func(c error) { c2 = c })
+	if started := g2.close(errShutdown); !started || !errors.Is(c2, errShutdown) {
+		t.Errorf("close = %v, cause %v; want true, errShutdown", started, c2)
+	}
+	if g2.startWork(func(error) {}) {
+		t.Error("startWork = true after close")
+	}
+}

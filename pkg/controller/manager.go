@@ -1,0 +1,250 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/leaderelection"
+
+	"github.com/incluster/incluster/pkg/incluster"
+)
+
+// Defaults of New's options. The election's are controller-runtime's.
+const (
+	DefaultLeaseDuration     = 15 * time.Second
+	DefaultRenewDeadline     = 10 * time.Second
+	DefaultRetryPeriod       = 2 * time.Second
+	DefaultShutdownTimeout   = 20 * time.Second
+	DefaultProbeAddress      = ":8081"
+	DefaultPreflightInterval = 3 * time.Second
+)
+
+// Errors Run returns. Both mean: exit the process.
+var (
+	// ErrWorkStillRunning: the work did not return within the shutdown
+	// timeout after its context was cancelled. The lease was not released;
+	// it expires after the lease duration. The work may still be running.
+	ErrWorkStillRunning = errors.New("the work did not return within the shutdown timeout after its context was cancelled; the lease was not released and expires after the lease duration")
+	// ErrLeadershipLost: the lease could not be renewed within the renew
+	// deadline, the work was stopped and has returned, and
+	// WithExitOnLostLeadership was given.
+	ErrLeadershipLost = errors.New("leadership lost: the lease was not renewed within the renew deadline; the work was stopped")
+)
+
+// Work is what the elected replica runs. It must return soon after ctx is
+// cancelled (at shutdown, or when the lease could not be renewed): the lease
+// is given back only after it has returned. If it returns while ctx is not
+// cancelled, Run gives the lease back and returns the work's error.
+type Work func(ctx context.Context) error
+
+// Option changes how New builds a Manager.
+type Option func(*options)
+
+type options struct {
+	identity          string
+	leaseDuration     time.Duration
+	renewDeadline     time.Duration
+	retryPeriod       time.Duration
+	shutdownTimeout   time.Duration
+	probeAddress      string
+	preflightInterval time.Duration
+	exitOnLost        bool
+	allNamespaces     bool
+	transform         cache.TransformFunc
+	logger            *slog.Logger
+	permissions       []authorizationv1.ResourceAttributes
+}
+
+// WithIdentity sets the Lease holder's name instead of Identity's.
+func WithIdentity(id string) Option { return func(o *options) { o.identity = id } }
+
+// WithLeaseDuration sets how long standbys wait, after the leader's last
+// renewal, before they take the lease (default 15 s). It must be longer
+// than the renew deadline.
+func WithLeaseDuration(d time.Duration) Option { return func(o *options) { o.leaseDuration = d } }
+
+// WithRenewDeadline sets how long the leader keeps retrying a failed
+// renewal before it stops the work (default 10 s). It must be longer than
+// 1.2 x the retry period (client-go's JitterFactor).
+func WithRenewDeadline(d time.Duration) Option { return func(o *options) { o.renewDeadline = d } }
+
+// WithRetryPeriod sets the time between tries to acquire or renew the lease
+// (default 2 s). A released lease is taken by a standby within 1.2 x this.
+func WithRetryPeriod(d time.Duration) Option { return func(o *options) { o.retryPeriod = d } }
+
+// WithShutdownTimeout bounds the wait for the work to return after its
+// context was cancelled (default 20 s). Keep it a few seconds shorter than
+// the pod's terminationGracePeriodSeconds, so that the lease is released
+// before the kubelet sends SIGKILL.
+func WithShutdownTimeout(d time.Duration) Option { return func(o *options) { o.shutdownTimeout = d } }
+
+// WithProbeAddress sets where /healthz, /readyz and /leader are served
+// (default ":8081"). "" or "0" serves no probes; Handler still returns them.
+func WithProbeAddress(addr string) Option { return func(o *options) { o.probeAddress = addr } }
+
+// WithPreflightInterval sets the time between two rounds of the RBAC
+// preflight while a permission is missing (default 3 s).
+func WithPreflightInterval(d time.Duration) Option {
+	return func(o *options) { o.preflightInterval = d }
+}
+
+// WithExitOnLostLeadership makes Run return ErrLeadershipLost, once the work
+// has returned, when the lease could not be renewed. By default the replica
+// contends again.
+func WithExitOnLostLeadership() Option { return func(o *options) { o.exitOnLost = true } }
+
+// WithAllNamespaces makes the informers watch all namespaces instead of the
+// pod's. The service account then needs a ClusterRole for them (the
+// preflight says which), and the caches hold every namespace's objects.
+func WithAllNamespaces() Option { return func(o *options) { o.allNamespaces = true } }
+
+// WithTransform sets the informers' transform instead of DropManagedFields;
+// nil keeps objects whole. It must be idempotent: client-go may apply it
+// twice to an object of a streamed initial list.
+func WithTransform(t cache.TransformFunc) Option {
+	return func(o *options) { o.transform = t }
+}
+
+// WithLogger sets where the Manager logs (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithPermissions adds access the work needs to the RBAC preflight, e.g.
+// {Verb: "patch", Resource: "configmaps"}. An empty Namespace means the pod's
+// namespace.
+func WithPermissions(attrs ...authorizationv1.ResourceAttributes) Option {
+	return func(o *options) { o.permissions = append(o.permissions, attrs...) }
+}
+
+// accessFunc answers an access check; namespace "" means cluster scope.
+type accessFunc func(context.Context, authorizationv1.ResourceAttributes) (incluster.Decision, error)
+
+// Manager runs a controller's informers, RBAC preflight, probes and leader
+// election. Make it with New, get informers with Informer, then call Run once.
+type Manager struct {
+	cs        kubernetes.Interface
+	namespace string // the pod's: the Lease's, and the informers' unless allNamespaces
+	leaseName string
+	identity  string
+	can       accessFunc
+	o         options
+	log       *slog.Logger
+
+	mu        sync.Mutex
+	started   bool
+	factories map[string]informers.SharedInformerFactory // by label selector
+	watched   []authorizationv1.ResourceAttributes       // list and watch of each informer
+
+	// The probes' view.
+	preflightMissing atomic.Pointer[string] // nil: passed
+	synced           atomic.Bool
+	round            atomic.Pointer[leaseGate] // the current election round
+	observedLeader   atomic.Pointer[string]
+}
+
+// New builds a Manager on c's config, HTTP client and namespace, for a Lease
+// named leaseName in c.Namespace(). It sends no request.
+func New(c *incluster.Client, leaseName string, opts ...Option) (*Manager, error) {
+	cs, err := newClientset(c)
+	if err != nil {
+		return nil, fmt.Errorf("controller: %w", err)
+	}
+	can := func(ctx context.Context, a authorizationv1.ResourceAttributes) (incluster.Decision, error) {
+		if a.Namespace != "" {
+			return c.Can(ctx, a)
+		}
+		return canClusterWide(ctx, cs, a)
+	}
+	return newManager(cs, c.Namespace(), can, leaseName, opts...)
+}
+
+func newManager(cs kubernetes.Interface, namespace string, can accessFunc, leaseName string, opts ...Option) (*Manager, error) {
+	o := options{
+		leaseDuration:     DefaultLeaseDuration,
+		renewDeadline:     DefaultRenewDeadline,
+		retryPeriod:       DefaultRetryPeriod,
+		shutdownTimeout:   DefaultShutdownTimeout,
+		probeAddress:      DefaultProbeAddress,
+		preflightInterval: DefaultPreflightInterval,
+		transform:         DropManagedFields,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := validate(namespace, leaseName, o); err != nil {
+		return nil, err
+	}
+	if o.identity == "" {
+		id, err := Identity()
+		if err != nil {
+			return nil, err
+		}
+		o.identity = id
+	}
+	if o.logger == nil {
+		o.logger = slog.Default()
+	}
+	return &Manager{
+		cs: cs, namespace: namespace, leaseName: leaseName, identity: o.identity, can: can, o: o,
+		log:       o.logger.With("lease", namespace+"/"+leaseName, "identity", o.identity),
+		factories: map[string]informers.SharedInformerFactory{},
+	}, nil
+}
+
+// validate checks the options the way client-go's NewLeaderElector does, and
+// says what to change.
+func validate(namespace, leaseName string, o options) error {
+	var problems []string
+	if errs := validation.IsDNS1123Subdomain(leaseName); len(errs) > 0 {
+		problems = append(problems, fmt.Sprintf("lease name %q: %s", leaseName, strings.Join(errs, "; ")))
+	}
+	if namespace == "" {
+		problems = append(problems, "no namespace: the Lease lives in the client's namespace (POD_NAMESPACE or the service-account namespace file)")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"lease duration", o.leaseDuration}, {"renew deadline", o.renewDeadline}, {"retry period", o.retryPeriod}, {"shutdown timeout", o.shutdownTimeout}, {"preflight interval", o.preflightInterval}} {
+		if d.v <= 0 {
+			problems = append(problems, fmt.Sprintf("the %s is %s: want a positive duration", d.name, d.v))
+		}
+	}
+	if o.leaseDuration > 0 && o.renewDeadline > 0 && o.leaseDuration <= o.renewDeadline {
+		problems = append(problems, fmt.Sprintf("the lease duration (%s) must be longer than the renew deadline (%s)", o.leaseDuration, o.renewDeadline))
+	}
+	if o.retryPeriod > 0 && o.renewDeadline > 0 && o.renewDeadline <= time.Duration(leaderelection.JitterFactor*float64(o.retryPeriod)) {
+		problems = append(problems, fmt.Sprintf("the renew deadline (%s) must be longer than %g x the retry period (%s)", o.renewDeadline, leaderelection.JitterFactor, o.retryPeriod))
+	}
+	if o.leaseDuration > 0 && o.leaseDuration%time.Second != 0 {
+		problems = append(problems, fmt.Sprintf("the lease duration (%s) must be whole seconds: the Lease stores seconds", o.leaseDuration))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("controller options: %s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Identity returns the name this Manager holds the Lease under.
+func (m *Manager) Identity() string { return m.identity }
+
+// Namespace returns the pod's namespace: the Lease's, and the informers'
+// unless WithAllNamespaces.
+func (m *Manager) Namespace() string { return m.namespace }
+
+// LeaseName returns the Lease's name.
+func (m *Manager) LeaseName() string { return m.leaseName }
+
+// Clientset returns the typed clientset the informers and the election use
+// (the client's connection, protobuf for built-in types), for the work's
+// writes.
+func (m *Manager) Clientset() kubernetes.Interface { return m.cs }

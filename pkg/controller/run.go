@@ -1,0 +1,150 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Run serves the probes, runs the RBAC preflight until it passes, starts the
+// informers and waits for their caches, then contends for the lease and runs
+// work while leading, round after round, until ctx is cancelled. Cancel ctx
+// to shut down (SignalContext does it on SIGTERM and SIGINT): the work's
+// context is cancelled, Run waits for the work to return (up to the shutdown
+// timeout), releases the lease and returns nil.
+//
+// Run returns an error only when the process should exit non-zero: the
+// probe address cannot be listened on, the work returned an error on its
+// own, ErrWorkStillRunning, or ErrLeadershipLost (WithExitOnLostLeadership).
+// Transient API errors are retried, never returned. Call Run once.
+func (m *Manager) Run(ctx context.Context, work Work) error {
+	if work == nil {
+		return errors.New("controller: Run needs a work function")
+	}
+	m.mu.Lock()
+	if m.started {
+		m.mu.Unlock()
+		return errors.New("controller: Run was called twice")
+	}
+	m.started = true
+	m.mu.Unlock()
+
+	stopProbes, err := m.serveProbes()
+	if err != nil {
+		return err
+	}
+	defer stopProbes()
+
+	m.log.Info("starting", "namespace", m.informerNamespace(), "probes", m.o.probeAddress)
+	if !m.preflight(ctx) {
+		return nil // shut down before the start
+	}
+	// The informers live until Run returns, after the lease was released:
+	// standbys keep their caches warm.
+	informerCtx, stopInformers := context.WithCancel(context.WithoutCancel(ctx))
+	defer func() {
+		stopInformers()
+		m.shutdownInformers()
+	}()
+	m.startInformers(informerCtx)
+	if !m.waitForSync(ctx) {
+		return nil
+	}
+	m.synced.Store(true)
+	m.log.Info("ready: caches synced; contending for the lease")
+
+	for ctx.Err() == nil {
+		again, err := m.contend(ctx, work)
+		if !again {
+			return err
+		}
+	}
+	return nil
+}
+
+// serveProbes listens on the probe address and serves Handler; stop shuts
+// the server down.
+func (m *Manager) serveProbes() (stop func(), err error) {
+	addr := m.o.probeAddress
+	if addr == "" || addr == "0" {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("probes: %w: choose another address with WithProbeAddress (example-controller: --probe-address)", err)
+	}
+	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.log.Error("probes: server stopped", "err", err)
+		}
+	}()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-served
+	}, nil
+}
+
+// Handler serves the probes, for a program that serves them on its own
+// server (with WithProbeAddress("0")):
+//
+//   - /healthz: 200, or 500 when this replica runs the work but has not
+//     renewed the lease within the renew deadline (the work is then being
+//     stopped; if it does not stop, the kubelet restarts the container);
+//   - /readyz: 200 once the RBAC preflight passed and the caches synced,
+//     on the leader and on standbys alike; 503 before, with the reason;
+//   - /leader: 200 on the replica that runs the work under a renewed lease,
+//     503 elsewhere. Not a probe for the kubelet: for people and tests.
+func (m *Manager) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if g := m.round.Load(); g != nil {
+			if running, since := g.leading(); running && since > m.o.renewDeadline {
+				http.Error(w, fmt.Sprintf("leading, but the lease was last renewed %s ago (renew deadline %s)", since.Round(time.Second), m.o.renewDeadline), http.StatusInternalServerError)
+				return
+			}
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		missing := m.preflightMissing.Load()
+		switch {
+		case missing != nil:
+			http.Error(w, "not ready: "+*missing, http.StatusServiceUnavailable)
+		case !m.synced.Load():
+			http.Error(w, "not ready: RBAC preflight or cache sync not done", http.StatusServiceUnavailable)
+		default:
+			fmt.Fprintln(w, "ok")
+		}
+	})
+	mux.HandleFunc("GET /leader", func(w http.ResponseWriter, _ *http.Request) {
+		if m.IsLeader() {
+			fmt.Fprintln(w, "leader: "+m.identity)
+			return
+		}
+		leader := "unknown"
+		if l := m.observedLeader.Load(); l != nil && *l != "" {
+			leader = *l
+		}
+		http.Error(w, "not the leader; the leader is "+leader, http.StatusServiceUnavailable)
+	})
+	return mux
+}
+
+// IsLeader says whether this replica runs the work under a lease renewed
+// within the renew deadline.
+func (m *Manager) IsLeader() bool {
+	g := m.round.Load()
+	if g == nil {
+		return false
+	}
+	running, since := g.leading()
+	return running && since <= m.o.renewDeadline
+}
