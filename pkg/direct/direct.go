@@ -10,12 +10,14 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/version"
 
+	"github.com/incluster/incluster/pkg/internal/hint"
 	"github.com/incluster/incluster/pkg/serviceaccount"
 )
 
@@ -135,50 +137,54 @@ func (e *StatusError) Error() string {
 	if e.Message != "" {
 		msg += ": " + e.Message
 	}
-	switch e.Code {
-	case http.StatusUnauthorized:
-		msg += " (the service-account token was rejected: it is expired, revoked, or for another cluster; a fresh token is mounted automatically unless the pod's token volume is stale)"
-	case http.StatusForbidden:
-		msg += " (the service account lacks RBAC permission: bind it to a Role that allows this request)"
-	case http.StatusTooManyRequests:
-		msg += " (API Priority and Fairness is rejecting requests: retry later)"
+	if h := hint.Status(e.Code, hint.ForPath(urlPath(e.URL))); h != "" {
+		msg += " (" + h + ")"
 	}
 	return msg
 }
 
+// urlPath is the path of rawURL, "" if it does not parse.
+func urlPath(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return ""
+	}
+	return u.Path
+}
+
 // Get sends an authenticated GET for path and decodes the JSON answer into out.
 func (c *Client) Get(ctx context.Context, path string, out any) error {
-	url := c.base + path
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	target := c.base + path
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", url, err)
+		return fmt.Errorf("GET %s: %w", target, err)
 	}
 	token, err := serviceaccount.Token(c.dir)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", url, err)
+		return fmt.Errorf("GET %s: %w", target, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", c.userAgent)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w%s", url, unwrapURLError(err), c.hint(err))
+		return fmt.Errorf("GET %s: %w%s", target, unwrapURLError(err), c.hint(err))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if err != nil {
-		return fmt.Errorf("GET %s: reading the answer: %w", url, err)
+		return fmt.Errorf("GET %s: reading the answer: %w", target, err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		var st metav1.Status
 		_ = json.Unmarshal(body, &st) // best effort: the message, if it is a Status
-		return &StatusError{URL: url, Code: resp.StatusCode, Message: st.Message}
+		return &StatusError{URL: target, Code: resp.StatusCode, Message: st.Message}
 	}
 	if ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); ct != "application/json" {
-		return fmt.Errorf("GET %s: the answer is %q, not JSON; is %s a Kubernetes API server?", url, ct, c.base)
+		return fmt.Errorf("GET %s: the answer is %q, not JSON; is %s a Kubernetes API server?", target, ct, c.base)
 	}
 	if err := json.Unmarshal(body, out); err != nil {
-		return fmt.Errorf("GET %s: the answer is not valid JSON: %w", url, err)
+		return fmt.Errorf("GET %s: the answer is not valid JSON: %w", target, err)
 	}
 	return nil
 }

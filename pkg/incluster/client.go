@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/rest"
 
+	"github.com/incluster/incluster/pkg/internal/hint"
 	"github.com/incluster/incluster/pkg/serviceaccount"
 )
 
@@ -293,7 +294,7 @@ func (c *Client) call(ctx context.Context, verb, path string, in, out any, op st
 			}
 			err = &apierrors.StatusError{ErrStatus: st}
 		}
-		return explain(err, op)
+		return explain(err, op, hint.ForPath(path))
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
 		return fmt.Errorf("%s: the answer is not JSON (%v); is this a Kubernetes API server, and not a proxy or login page?", op, err)
