@@ -281,7 +281,7 @@ func (m *Manager) lead(ctx, leCtx context.Context, g *leaseGate, work Work, done
 // renew deadline: client-go gives up renewing about then too, and standbys
 // may take the lease after the lease duration.
 func (m *Manager) watchdog(ctx context.Context, g *leaseGate) {
-	t := time.NewTicker(m.o.retryPeriod / 2)
+	t := time.NewTicker(max(m.o.retryPeriod/2, time.Millisecond))
 	defer t.Stop()
 	for {
 		select {
