@@ -93,7 +93,7 @@ func New(opts Options) (*Client, error) {
 		caPath:    caPath,
 		dir:       opts.Dir,
 		userAgent: ua,
-		http:      &http.Client{Transport: transport, Timeout: timeout},
+		http:      &http.Client{Transport: followCA(caPath, transport), Timeout: timeout}, // careload.go
 	}, nil
 }
 

@@ -169,7 +169,8 @@ func newForConfig(cfg *rest.Config, ns string, source NamespaceSource, timeout t
 		transportCfg = rest.CopyConfig(cfg)
 		useResettableToken(transportCfg)
 	}
-	httpClient, err := rest.HTTPClientFor(transportCfg)
+	// rest.HTTPClientFor, but a CA file is followed when the CA rotates (careload.go).
+	httpClient, err := httpClientFor(transportCfg)
 	if err != nil {
 		return nil, &ConfigError{Source: "client configuration", Reason: err.Error(), Fix: "check the CA bundle and client certificate settings", Err: err}
 	}
