@@ -3,6 +3,9 @@
 # _output/images/ without Docker or a registry (tool: hack/cmd/mkimage).
 #
 #   demo.tar      ${DEMO_IMAGE:-incluster-demo:dev}  ./cmd/demo, entrypoint /demo
+#   example-controller.tar  ${CONTROLLER_IMAGE:-incluster-example-controller:dev}
+#                 ./cmd/example-controller, entrypoint /example-controller
+#                 (built with demo.tar, by `demo` and `all`)
 #   pause.tar     incluster.local/pause:v1           hack/cmd/pause (pod sandbox)
 #   coredns.tar   incluster.local/coredns:v1.15.0    hack/coredns
 #   kubectl.tar   incluster.local/kubectl:v1.37.2    kubectl, entrypoint /bin/kubectl (as the official image)
@@ -19,6 +22,7 @@ OUT=${ROOT}/_output/images
 TOOLS=${ROOT}/_output/hack # host-side helper binaries (mkimage, dnscheck)
 K8S_BIN=${INCLUSTER_CACHE:-/var/cache/incluster}/k8s-v1.37.2/bin
 DEMO_IMAGE=${DEMO_IMAGE:-incluster-demo:dev}
+CONTROLLER_IMAGE=${CONTROLLER_IMAGE:-incluster-example-controller:dev}
 
 die() { echo "images.sh: $*" >&2; exit 1; }
 
@@ -70,7 +74,17 @@ build_demo() {
 	image demo "${DEMO_IMAGE}" "${TOOLS}/demo" -path /demo
 }
 
+build_controller() {
+	if [[ ! -d ${ROOT}/cmd/example-controller ]]; then
+		echo "images.sh: ${ROOT}/cmd/example-controller does not exist: no example-controller image" >&2
+		return 0
+	fi
+	gobuild "${ROOT}" "${TOOLS}/example-controller" ./cmd/example-controller
+	image example-controller "${CONTROLLER_IMAGE}" "${TOOLS}/example-controller" -path /example-controller
+}
+
 build_demo
+build_controller
 if [[ ${what} == all ]]; then
 	"${HACK_DIR}/build-k8s.sh"
 	gobuild "${HACK_DIR}" "${TOOLS}/pause" ./cmd/pause

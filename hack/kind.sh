@@ -6,7 +6,8 @@
 #   up     create the cluster ${KIND_CLUSTER:-incluster} unless it exists, write
 #          its kubeconfig to _output/kind.kubeconfig (~/.kube/config is not
 #          touched), load the image tarballs of _output/images named in
-#          KIND_IMAGES (default: demo; hack/images.sh writes them) into it
+#          KIND_IMAGES (default: demo example-controller; hack/images.sh
+#          writes them) into it
 #   down   delete the cluster and _output/kind.kubeconfig
 #   e2e    up, the suite (hack/e2e.sh suite) against the cluster, down on exit
 #          (also on failure or Ctrl-C; KIND_KEEP=1 leaves the cluster up)
@@ -46,7 +47,7 @@ HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "${HACK_DIR}/.." && pwd)
 KIND_VERSION=v0.33.0
 KIND_CLUSTER=${KIND_CLUSTER:-incluster}
-KIND_IMAGES=${KIND_IMAGES:-demo}
+KIND_IMAGES=${KIND_IMAGES:-demo example-controller}
 CONFIG=${ROOT}/kind-config.yaml
 KUBECONFIG_OUT=${ROOT}/_output/kind.kubeconfig
 IMAGES=${ROOT}/_output/images
@@ -201,7 +202,8 @@ up() {
 	find_kind
 	# The node image first: it builds every image tarball (images.sh all).
 	if [[ ${KIND_NODE_IMAGE} == offline ]]; then offline_image; fi
-	# The demo image of this tree, under ${DEMO_IMAGE} (quick when up to date).
+	# The demo and example-controller images of this tree, under ${DEMO_IMAGE}
+	# and ${CONTROLLER_IMAGE:-incluster-example-controller:dev} (quick when up to date).
 	"${HACK_DIR}/images.sh" demo
 	local img tars=()
 	for img in ${KIND_IMAGES}; do

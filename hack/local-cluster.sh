@@ -62,7 +62,7 @@ ISSUER=https://kubernetes.default.svc.${DOMAIN}
 # Start order; down stops them in reverse.
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy)
 # Images imported into containerd (tarballs from hack/images.sh all).
-IMAGE_NAMES=(pause coredns kubectl dnscheck demo)
+IMAGE_NAMES=(pause coredns kubectl dnscheck demo example-controller)
 # Sysctls that kubelet, kube-proxy or the bridge CNI plugin may change: saved
 # by up, restored by down.
 SYSCTLS=(
@@ -488,7 +488,7 @@ import_images() {
 	for n in "${IMAGE_NAMES[@]}"; do
 		tar=${IMAGES}/${n}.tar
 		if [[ ! -f ${tar} ]]; then
-			[[ ${n} == demo ]] && { warn "no ${tar} (no ./cmd/demo yet?): demo image not imported"; continue; }
+			[[ ${n} == demo || ${n} == example-controller ]] && { warn "no ${tar} (no ./cmd/${n} yet?): ${n} image not imported"; continue; }
 			die "${tar} is missing; run hack/images.sh all"
 		fi
 		sum=$(sha256sum "${tar}" | cut -d' ' -f1)
