@@ -3,8 +3,8 @@ package incluster
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"time"
@@ -70,8 +70,9 @@ func WithProxy(proxyURL string) Option { return func(o *options) { o.proxyURL = 
 func WithUserAgent(ua string) Option { return func(o *options) { o.userAgent = ua } }
 
 // WithRateLimit turns client-side rate limiting on with a token bucket of
-// qps requests per second and the given burst (client-go's defaults are 5
-// and 10). qps < 0 turns it off, which is the default.
+// qps requests per second and the given burst (at least 1; client-go's
+// defaults are 5 and 10). qps < 0 turns it off, which is the default. New
+// refuses qps 0, which client-go would read as its default of 5 QPS.
 func WithRateLimit(qps float32, burst int) Option {
 	return func(o *options) { o.qps, o.burst = qps, burst }
 }
@@ -107,7 +108,16 @@ func New(opts ...Option) (*Client, error) {
 		opt(&o)
 	}
 	if o.kubeconfig != nil && o.proxyURL != "" {
-		return nil, errors.New("incluster.New: WithKubeconfig and WithProxy exclude each other")
+		return nil, &ConfigError{Source: "incluster.New's options", Reason: "WithKubeconfig and WithProxy exclude each other",
+			Fix: "use one: WithKubeconfig outside a cluster, WithProxy with a kubectl proxy sidecar"}
+	}
+	if o.qps == 0 || math.IsNaN(float64(o.qps)) {
+		why := "a QPS of 0 means client-go's default of 5 QPS"
+		if o.qps != 0 {
+			why = "the QPS is not a number"
+		}
+		return nil, &ConfigError{Source: "incluster.New's options", Reason: fmt.Sprintf("WithRateLimit(%g, %d): %s", o.qps, o.burst, why),
+			Fix: "give the QPS you want, or a QPS < 0 to turn client-side limiting off (the default)"}
 	}
 
 	var (
@@ -150,9 +160,12 @@ func New(opts ...Option) (*Client, error) {
 
 // NewForConfig builds a Client from a config the caller made, with the
 // namespace given. The config is used as is (QPS, user agent, timeouts).
+// Its errors are *ConfigError: an invalid namespace, a config client-go
+// cannot build a transport for.
 func NewForConfig(cfg *rest.Config, namespace string) (*Client, error) {
 	if err := serviceaccount.ValidateNamespace(namespace); err != nil {
-		return nil, err
+		return nil, &ConfigError{Source: "NewForConfig's namespace", Reason: err.(*ConfigError).Reason,
+			Fix: "pass the namespace the client works in"}
 	}
 	return newForConfig(rest.CopyConfig(cfg), namespace, "", DefaultRequestTimeout)
 }

@@ -320,12 +320,21 @@ func TestNewClientSettings(t *testing.T) {
 }
 
 // TestNewRateLimitInvalid: a burst of 0 with rate limiting on is refused
-// by client-go; New reports it as a configuration error.
+// by client-go; New reports it as a configuration error. A QPS of 0 is
+// refused too: client-go would read it as its default of 5 QPS, a limit
+// nobody asked for.
 func TestNewRateLimitInvalid(t *testing.T) {
 	fakeServiceAccount(t, goodMount())
 	setServiceEnv(t, "10.96.0.1", "443")
 	_, err := New(WithRateLimit(5, 0))
 	wantConfigError(t, err, "burst", "WithRateLimit")
+	for _, burst := range []int{0, 1, 10, 100} {
+		c, err := New(WithRateLimit(0, burst))
+		if c != nil {
+			t.Errorf("WithRateLimit(0, %d): a client with QPS %v, burst %d", burst, c.config.QPS, c.config.Burst)
+		}
+		wantConfigError(t, err, "WithRateLimit(0, ", "a QPS of 0", "client-go's default of 5")
+	}
 }
 
 // TestConfigIsACopy: changing the returned config does not change the client's.
@@ -352,11 +361,8 @@ func TestNewKubeconfigAndProxyExclusive(t *testing.T) {
 		if err == nil || c != nil {
 			t.Fatalf("New = %v, %v; want an error", c, err)
 		}
-		for _, w := range []string{"WithKubeconfig", "WithProxy"} {
-			if !strings.Contains(err.Error(), w) {
-				t.Errorf("err = %q, want it to name %s", err, w)
-			}
-		}
+		// A configuration error like the others (the demo: exit 3).
+		wantConfigError(t, err, "WithKubeconfig", "WithProxy", "exclude each other")
 	}
 }
 
@@ -700,8 +706,10 @@ func TestNewForConfigNamespace(t *testing.T) {
 	} {
 		c, err := NewForConfig(cfg, tt.ns)
 		if tt.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Errorf("NewForConfig(%q) err = %v, want %q", tt.ns, err, tt.wantErr)
+			// A *ConfigError that names the argument (the demo: exit 3).
+			ce := wantConfigError(t, err, tt.wantErr)
+			if ce.Source != "NewForConfig's namespace" {
+				t.Errorf("NewForConfig(%q): Source = %q", tt.ns, ce.Source)
 			}
 			continue
 		}

@@ -7,6 +7,7 @@
 // It depends on the standard library and k8s.io/apimachinery's validation
 // only, so both the client-go layer (package incluster) and the plain net/http
 // client (package direct) use it, and both report the same problems in the
-// same words. Every error it returns is a *ConfigError that names the file or
-// variable at fault and says what to do about it.
+// same words. Every error it returns is a *ConfigError: the readers' name the
+// file or variable at fault and say what to do about it; those of ParseCA and
+// ValidateNamespace, which check values, give the reason alone.
 package serviceaccount

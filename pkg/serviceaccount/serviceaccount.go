@@ -41,15 +41,22 @@ var ErrNotInPod = errors.New("not running in a Kubernetes pod")
 // ConfigError says what part of the in-pod configuration is unusable (Source:
 // a file path or variable name), why, and what to do about it (Fix).
 // Callers map it to "configuration" failures, as opposed to API failures.
+// ParseCA and ValidateNamespace check values, not files: their errors have
+// no Source (and no Fix); callers that know where the value came from
+// return a ConfigError that names it.
 type ConfigError struct {
-	Source string // file path or environment variable at fault
+	Source string // file path or environment variable at fault; "" if not known
 	Reason string // what is wrong with it
 	Fix    string // what the user should do
 	Err    error  // underlying cause, if any; never contains a token
 }
 
+// Error is "Source: Reason; Fix", without the parts that are empty.
 func (e *ConfigError) Error() string {
-	msg := e.Source + ": " + e.Reason
+	msg := e.Reason
+	if e.Source != "" {
+		msg = e.Source + ": " + msg
+	}
 	if e.Fix != "" {
 		msg += "; " + e.Fix
 	}
@@ -130,14 +137,16 @@ func CAPath(dir string) (string, *x509.CertPool, error) {
 	}
 	pool, err := ParseCA(b)
 	if err != nil {
-		return "", nil, &ConfigError{Source: path, Reason: err.Error(),
+		return "", nil, &ConfigError{Source: path, Reason: err.(*ConfigError).Reason,
 			Fix: "mount the cluster's CA bundle (the kube-root-ca.crt ConfigMap) there", Err: err}
 	}
 	return path, pool, nil
 }
 
 // ParseCA parses a PEM bundle and returns a pool with every certificate in
-// it. It fails if the bundle holds no certificate or a certificate is broken.
+// it. It fails if the bundle holds no certificate or a certificate is broken,
+// with a *ConfigError without Source (ParseCA does not know where the bundle
+// came from; CAPath's errors name the file).
 func ParseCA(pemBytes []byte) (*x509.CertPool, error) {
 	pool := x509.NewCertPool()
 	n := 0
@@ -152,13 +161,13 @@ func ParseCA(pemBytes []byte) (*x509.CertPool, error) {
 		}
 		cert, err := x509.ParseCertificate(block.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("the CA bundle holds a broken certificate: %w", err)
+			return nil, &ConfigError{Reason: "the CA bundle holds a broken certificate: " + err.Error(), Err: err}
 		}
 		pool.AddCert(cert)
 		n++
 	}
 	if n == 0 {
-		return nil, errors.New("the CA bundle holds no PEM certificate")
+		return nil, &ConfigError{Reason: "the CA bundle holds no PEM certificate"}
 	}
 	return pool, nil
 }
@@ -180,7 +189,7 @@ const (
 func Namespace(dir string) (string, NamespaceSource, error) {
 	if ns, ok := os.LookupEnv(PodNamespaceEnv); ok {
 		if err := ValidateNamespace(ns); err != nil {
-			return "", "", &ConfigError{Source: PodNamespaceEnv, Reason: err.Error(),
+			return "", "", &ConfigError{Source: PodNamespaceEnv, Reason: err.(*ConfigError).Reason,
 				Fix: "set it from the downward API (valueFrom.fieldRef.fieldPath: metadata.namespace) or unset it"}
 		}
 		return ns, FromEnv, nil
@@ -197,19 +206,21 @@ func Namespace(dir string) (string, NamespaceSource, error) {
 	}
 	ns := strings.TrimSpace(string(b))
 	if err := ValidateNamespace(ns); err != nil {
-		return "", "", &ConfigError{Source: path, Reason: err.Error(),
+		return "", "", &ConfigError{Source: path, Reason: err.(*ConfigError).Reason,
 			Fix: "set " + PodNamespaceEnv + " from the downward API (fieldRef metadata.namespace)"}
 	}
 	return ns, FromFile, nil
 }
 
-// ValidateNamespace checks that ns is a valid namespace name (a DNS-1123 label).
+// ValidateNamespace checks that ns is a valid namespace name (a DNS-1123
+// label). Its error is a *ConfigError without Source: callers that know
+// where ns came from name it.
 func ValidateNamespace(ns string) error {
 	if ns == "" {
-		return errors.New("the namespace is empty")
+		return &ConfigError{Reason: "the namespace is empty"}
 	}
 	if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
-		return fmt.Errorf("%q is not a valid namespace name: %s", truncate(ns, 70), strings.Join(errs, "; "))
+		return &ConfigError{Reason: fmt.Sprintf("%q is not a valid namespace name: %s", truncate(ns, 70), strings.Join(errs, "; "))}
 	}
 	return nil
 }

@@ -479,6 +479,12 @@ func TestParseCA(t *testing.T) {
 			if !strings.HasPrefix(err.Error(), tt.wantErr) {
 				t.Errorf("error %q does not start with %q", err, tt.wantErr)
 			}
+			// A configuration problem like the others: programs map it to
+			// "configuration" (the demo: exit 3), not to an API failure.
+			var ce *ConfigError
+			if !errors.As(err, &ce) || ce.Source != "" || ce.Reason != err.Error() {
+				t.Errorf("error %#v is not a *ConfigError with the reason alone", err)
+			}
 		})
 	}
 }
@@ -604,6 +610,10 @@ func TestValidateNamespace(t *testing.T) {
 				t.Fatalf("ValidateNamespace(%q) = nil, want an error", tt.ns)
 			}
 			wantParts(t, "error", err.Error(), tt.wantErr...)
+			var ce *ConfigError
+			if !errors.As(err, &ce) || ce.Source != "" || ce.Reason != err.Error() {
+				t.Errorf("error %#v is not a *ConfigError with the reason alone", err)
+			}
 			if len(tt.ns) > 70 && strings.Contains(err.Error(), tt.ns) {
 				t.Errorf("the error quotes all %d bytes: %v", len(tt.ns), err)
 			}
