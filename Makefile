@@ -14,7 +14,25 @@ KIND_NODE_IMAGE ?=
 GOTOOLCHAIN ?= $(file < hack/go-version)
 export DEMO_IMAGE GOTOOLCHAIN KIND_NODE_IMAGE
 
-.PHONY: all build test lint image images cluster-up cluster-down cluster-status test-cluster e2e demo fuzz bench kind-check clean
+.PHONY: help all build test lint image images cluster-up cluster-down cluster-status test-cluster e2e demo fuzz bench kind-check clean
+
+# `make` alone prints the targets; `make all` still builds.
+.DEFAULT_GOAL := help
+
+## help: this list of targets (the default goal).
+# A comment may name several targets ("## a / b: text") and go on over "## "
+# lines. Plain awk, as macOS has it.
+help:
+	@echo 'usage: make TARGET [VARIABLE=value ...]  (see README.md)'
+	@awk -v out='$(OUT)' ' \
+		function show(name, text) { gsub(/\$$\(OUT\)/, out, text); \
+			if (length(name) > 16) { printf "  %s\n", name; name = "" } \
+			printf "  %-16s %s\n", name, text } \
+		!in_doc && /^## [a-z][-a-z0-9]*( \/ [a-z][-a-z0-9]*)*:/ { \
+			i = index($$0, ":"); text = substr($$0, i + 1); sub(/^ +/, "", text); \
+			show(substr($$0, 4, i - 4), text); in_doc = 1; next } \
+		in_doc && /^## / { show("", substr($$0, 4)); next } \
+		{ in_doc = 0 }' $(firstword $(MAKEFILE_LIST))
 
 all: build
 
@@ -38,7 +56,8 @@ bench:
 fuzz:
 	hack/fuzz.sh
 
-## lint: gofmt, go vet, staticcheck and govulncheck (pinned in hack/tools).
+## lint: gofmt, go vet, staticcheck, govulncheck, shellcheck, actionlint (the
+## workflows) and kind-config.yaml (tools pinned in hack/tools).
 lint:
 	hack/lint.sh
 
@@ -78,5 +97,6 @@ kind-check:
 test-cluster:
 	hack/test-local-cluster.sh
 
+## clean: remove $(OUT).
 clean:
 	rm -rf $(OUT)

@@ -5,6 +5,8 @@
 #   staticcheck  root, e2e, bench modules  (pinned in hack/tools/go.mod)
 #   govulncheck  root module            (pinned in hack/tools/go.mod)
 #   shell        shellcheck of every *.sh and .ci/run (Debian package)
+#   actionlint   .github/workflows/*.yml, with shellcheck on their run: scripts
+#                (pinned in hack/tools/go.mod)
 #   tls          no code turns TLS verification off (InsecureSkipVerify)
 #   kind config  kind-config.yaml loads as kind v0.33.0 loads it, alone and
 #                with hack/kind-offline.yaml (hack/kind.sh check)
@@ -66,6 +68,7 @@ shellcheck_all() {
 	mapfile -t files < <(git ls-files -co --exclude-standard '*.sh')
 	shellcheck -x "${files[@]}" .ci/run
 }
+actionlint_all() { "${TOOL[@]}" actionlint .github/workflows/*.yml; }
 tls_verify() {
 	local hits
 	hits=$(git grep -n 'InsecureSkipVerify\|Insecure: *true' -- '*.go' ':!*_test.go' || true)
@@ -77,6 +80,7 @@ step "go vet" vet_all
 step staticcheck staticcheck_all
 step govulncheck govulncheck_root
 step shellcheck shellcheck_all
+step actionlint actionlint_all
 step "tls verification" tls_verify
 step "kind config" hack/kind.sh check
 
