@@ -135,10 +135,13 @@ func newTLSFront(t *testing.T) *tlsFront {
 	}
 	f.srv = httptest.NewUnstartedServer(proxy)
 	f.srv.EnableHTTP2 = true
-	f.srv.TLS = &tls.Config{GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	// GetConfigForClient, not GetCertificate: crypto/tls asks GetCertificate
+	// only when the client sends a server name, and a client of 127.0.0.1
+	// sends none (httptest's own certificate would answer instead).
+	f.srv.TLS = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 		i := f.current.Load()
 		f.handshakes[i].Add(1)
-		return f.leaf[i], nil
+		return &tls.Config{Certificates: []tls.Certificate{*f.leaf[i]}, NextProtos: []string{"h2", "http/1.1"}}, nil
 	}}
 	f.srv.StartTLS()
 	t.Cleanup(f.srv.Close)
