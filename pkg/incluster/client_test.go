@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -573,6 +574,49 @@ func TestPlainHTTPConfig(t *testing.T) {
 	}
 	if d, err := c.CanListPods(t.Context()); err != nil || !d {
 		t.Errorf("CanListPods = %v, %v", d, err)
+	}
+}
+
+// TestProxyIsHTTP1: through WithProxy, the sidecar is spoken to in plain
+// HTTP/1.1 (Go's client does no cleartext HTTP/2), as the docs say: one
+// connection per request in flight, reused by the requests that follow.
+func TestProxyIsHTTP1(t *testing.T) {
+	var mu sync.Mutex
+	protos := map[int]int{}
+	conns := 0
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		protos[r.ProtoMajor]++
+		mu.Unlock()
+		(&fakeAPI{}).ServeHTTP(w, r)
+	}))
+	srv.EnableHTTP2 = true // the server would speak it: the client does not
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			mu.Lock()
+			conns++
+			mu.Unlock()
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	fakeServiceAccount(t, goodMount())
+	c, err := New(WithProxy(srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := c.APIVersions(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if protos[1] != 3 || len(protos) != 1 {
+		t.Errorf("requests by HTTP major version: %v, want 3 over HTTP/1", protos)
+	}
+	if conns != 1 {
+		t.Errorf("%d connections for 3 requests one after another, want 1 (kept alive)", conns)
 	}
 }
 

@@ -4,8 +4,8 @@
 // New builds one *rest.Config with rest.InClusterConfig, after checking the
 // service-account mount so that failures name the missing file or variable
 // and say what to do. From that config it builds one HTTP client (one
-// connection pool, one HTTP/2 connection) that every request goes through,
-// and it resolves the pod's namespace (POD_NAMESPACE, then the
+// connection pool; to the API server, one HTTP/2 connection) that every
+// request goes through, and it resolves the pod's namespace (POD_NAMESPACE, then the
 // service-account namespace file; never a silent "default"). Package
 // clients builds client-go's typed clientset and discovery client on the
 // same config and HTTP client; it is apart so that programs which do not
@@ -32,6 +32,9 @@
 // bucket in every client; WithRateLimit turns it back on.
 //
 // Outside a cluster, WithKubeconfig uses a kubeconfig file instead, and
-// WithProxy the plain-HTTP URL of a "kubectl proxy" sidecar. There is no
+// WithProxy the plain-HTTP URL of a "kubectl proxy" sidecar. Through the
+// sidecar, requests are plain HTTP/1.1 on the pod's loopback, one connection
+// per request in flight (kept alive and reused); the sidecar holds the one
+// connection to the API server. There is no
 // silent fallback from one way to another.
 package incluster

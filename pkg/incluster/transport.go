@@ -59,7 +59,9 @@ func (t *retryUnauthorized) WrappedRoundTripper() http.RoundTripper { return t.n
 // before the first connection is up, so a burst of concurrent requests at
 // start (the demo's report sends four) costs four TLS handshakes instead of
 // one. Once the first connection is up, HTTP/2 multiplexes every request on
-// it. The wait is bounded by the request's context.
+// it. Over plain HTTP (WithProxy) there is no HTTP/2: each request in flight
+// takes a connection of its own, without a handshake to save. The wait is
+// bounded by the request's context.
 type oneConnection struct {
 	next    http.RoundTripper
 	started atomic.Bool

@@ -68,7 +68,7 @@ type reporter struct {
 }
 
 // report sends the report's requests concurrently (over one HTTP/2
-// connection) and returns the report and the joined errors of failed steps.
+// connection; with --via=proxy, HTTP/1.1 to the sidecar) and returns the report and the joined errors of failed steps.
 func (r *reporter) report(ctx context.Context) (*Report, error) {
 	rep := &Report{Time: now(), Via: r.via,
 		Namespace: r.namespace, NamespaceSource: r.namespaceSource, Host: r.host}
