@@ -10,11 +10,13 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -110,6 +112,8 @@ type tlsFront struct {
 	leaf       [2]*tls.Certificate
 	current    atomic.Int32
 	handshakes [2]atomic.Int64
+	gate       sync.RWMutex // held by switchTo, so that it cuts no request in half
+	arrivals   atomic.Int64
 }
 
 func newTLSFront(t *testing.T) *tlsFront {
@@ -133,7 +137,12 @@ func newTLSFront(t *testing.T) *tlsFront {
 		Rewrite:   func(r *httputil.ProxyRequest) { r.SetURL(upstream); r.Out.Host = upstream.Host },
 		Transport: rt,
 	}
-	f.srv = httptest.NewUnstartedServer(proxy)
+	f.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.arrivals.Add(1)
+		f.gate.RLock()
+		defer f.gate.RUnlock()
+		proxy.ServeHTTP(w, r)
+	}))
 	f.srv.EnableHTTP2 = true
 	// GetConfigForClient, not GetCertificate: crypto/tls asks GetCertificate
 	// only when the client sends a server name, and a client of 127.0.0.1
@@ -152,8 +161,21 @@ func newTLSFront(t *testing.T) *tlsFront {
 
 // switchTo makes the front present CA i's certificate from the next
 // handshake on, and closes every open connection, as a restarting API
-// server does.
+// server does. It does so in a quiet moment (no request for 50 ms), so that
+// no request in flight is cut: the test counts what the CA does to the
+// clients, not what a closed connection does.
 func (f *tlsFront) switchTo(i int32) {
+	for {
+		f.gate.Lock()
+		n := f.arrivals.Load()
+		time.Sleep(50 * time.Millisecond) // a request arriving now waits at the gate
+		if f.arrivals.Load() == n {
+			break
+		}
+		f.gate.Unlock()
+		time.Sleep(10 * time.Millisecond)
+	}
+	defer f.gate.Unlock()
 	f.current.Store(i)
 	f.srv.CloseClientConnections()
 }
