@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/version"
 
+	"github.com/incluster/incluster/pkg/internal/defaults"
 	"github.com/incluster/incluster/pkg/internal/hint"
 	"github.com/incluster/incluster/pkg/serviceaccount"
 )
@@ -27,16 +28,20 @@ const DefaultHost = "kubernetes.default.svc"
 // maxBody bounds what is read of an answer; discovery documents are small.
 const maxBody = 4 << 20
 
+// DefaultTimeout bounds each request when Options.Timeout is zero; it is
+// incluster.DefaultRequestTimeout too.
+const DefaultTimeout = defaults.RequestTimeout
+
 // Options say where the API server is and where the credentials are.
 // The zero value means: https://kubernetes.default.svc:443, credentials from
-// serviceaccount.DefaultDir, a 10 s timeout per request.
+// serviceaccount.DefaultDir, DefaultTimeout per request.
 type Options struct {
 	// Host is host or host:port of the API server. Empty means
-	// DefaultHost; FromEnv fills it from KUBERNETES_SERVICE_HOST/_PORT.
+	// DefaultHost; HostFromEnv gives it from KUBERNETES_SERVICE_HOST/_PORT.
 	Host string
 	// Dir is the service-account directory; empty means serviceaccount.DefaultDir.
 	Dir string
-	// Timeout bounds each request; zero means 10 s.
+	// Timeout bounds each request; zero means DefaultTimeout.
 	Timeout time.Duration
 	// UserAgent is sent with every request; empty means "incluster-direct".
 	UserAgent string
@@ -73,7 +78,7 @@ func New(opts Options) (*Client, error) {
 	}
 	timeout := opts.Timeout
 	if timeout == 0 {
-		timeout = 10 * time.Second
+		timeout = DefaultTimeout
 	}
 	ua := opts.UserAgent
 	if ua == "" {
@@ -97,9 +102,10 @@ func New(opts Options) (*Client, error) {
 	}, nil
 }
 
-// FromEnv is the Host the kubelet advertises in KUBERNETES_SERVICE_HOST and
-// KUBERNETES_SERVICE_PORT (an IP address, so it needs no cluster DNS).
-func FromEnv() (string, error) { return serviceaccount.Host() }
+// HostFromEnv is the Host the kubelet advertises in KUBERNETES_SERVICE_HOST
+// and KUBERNETES_SERVICE_PORT (an IP address, so it needs no cluster DNS).
+// (Not FromEnv: that name is the namespace source, serviceaccount.FromEnv.)
+func HostFromEnv() (string, error) { return serviceaccount.Host() }
 
 // URL is the base URL requests go to, e.g. https://kubernetes.default.svc:443.
 func (c *Client) URL() string { return c.base }
@@ -116,11 +122,15 @@ func (c *Client) APIVersions(ctx context.Context) (*metav1.APIVersions, error) {
 	return &v, nil
 }
 
-// ServerVersion GETs /version.
+// ServerVersion GETs /version. An answer without gitVersion is an error, as
+// in package incluster: it is not a Kubernetes API server's.
 func (c *Client) ServerVersion(ctx context.Context) (*version.Info, error) {
 	var v version.Info
 	if err := c.Get(ctx, "/version", &v); err != nil {
 		return nil, err
+	}
+	if v.GitVersion == "" {
+		return nil, fmt.Errorf("GET %s/version: the answer has no gitVersion; is %s a Kubernetes API server?", c.base, c.base)
 	}
 	return &v, nil
 }
@@ -206,13 +216,10 @@ func (c *Client) hint(err error) string {
 }
 
 // unwrapURLError drops *url.Error's "Get \"URL\":" prefix, which the caller's
-// message already carries.
+// message already carries. Any other error is returned as it is.
 func unwrapURLError(err error) error {
-	var ue interface{ Unwrap() error }
-	if errors.As(err, &ue) {
-		if inner := ue.Unwrap(); inner != nil {
-			return inner
-		}
+	if ue, ok := err.(*url.Error); ok && ue.Err != nil {
+		return ue.Err
 	}
 	return err
 }

@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -330,6 +331,30 @@ func TestStatusErrors(t *testing.T) {
 	}
 }
 
+// TestUnwrapURLError: only a *url.Error loses its "Get URL:" prefix; any
+// other error, even one that wraps another, is kept whole.
+func TestUnwrapURLError(t *testing.T) {
+	inner := errors.New("connection refused")
+	if got := unwrapURLError(&url.Error{Op: "Get", URL: "https://h/api", Err: inner}); got != inner {
+		t.Errorf("*url.Error: got %v, want the error it wraps", got)
+	}
+	wrapped := fmt.Errorf("reading the token: %w", inner)
+	if got := unwrapURLError(wrapped); got != wrapped {
+		t.Errorf("a wrapping error that is not a *url.Error: got %v, want it whole", got)
+	}
+	if got := unwrapURLError(inner); got != inner {
+		t.Errorf("a plain error: got %v", got)
+	}
+}
+
+// TestDefaultTimeout: a zero Options.Timeout is DefaultTimeout.
+func TestDefaultTimeout(t *testing.T) {
+	srv := startTLS(t, nil, nil, reply(200, "application/json", "{}"))
+	if c := newClient(t, srv, Options{}); c.http.Timeout != DefaultTimeout {
+		t.Errorf("timeout %v, want %v", c.http.Timeout, DefaultTimeout)
+	}
+}
+
 // The 403 hints: a Role and RoleBinding grant only requests in their
 // namespace; cluster-scoped requests and non-resource URLs (/api, /version)
 // need a ClusterRole and ClusterRoleBinding.
@@ -548,6 +573,9 @@ func TestServerVersion(t *testing.T) {
 		{name: "403", handler: reply(403, "application/json", status(403, "Forbidden", "forbidden")), code: 403,
 			errHas: "/version: 403 Forbidden: forbidden (" + forbiddenNonResource + ")"},
 		{name: "HTML", handler: reply(200, "text/html", "<html/>"), errHas: `/version: the answer is "text/html", not JSON`},
+		// JSON, but not a version document: as incluster.ServerVersion says.
+		{name: "no gitVersion", handler: reply(200, "application/json", `{"major":"1"}`), errHas: "/version: the answer has no gitVersion; is https://"},
+		{name: "other JSON", handler: reply(200, "application/json", `{"kind":"Status"}`), errHas: "no gitVersion"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -718,7 +746,7 @@ func TestNewHost(t *testing.T) {
 	}
 }
 
-func TestFromEnv(t *testing.T) {
+func TestHostFromEnv(t *testing.T) {
 	tests := []struct {
 		name, host, port string
 		want             string
@@ -742,11 +770,11 @@ func TestFromEnv(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv(serviceaccount.HostEnv, tt.host)
 			t.Setenv(serviceaccount.PortEnv, tt.port)
-			got, err := FromEnv()
+			got, err := HostFromEnv()
 			if tt.errSource != "" {
 				var ce *serviceaccount.ConfigError
 				if !errors.As(err, &ce) || ce.Source != tt.errSource {
-					t.Fatalf("FromEnv() = %q, %v; want a ConfigError about %s", got, err, tt.errSource)
+					t.Fatalf("HostFromEnv() = %q, %v; want a ConfigError about %s", got, err, tt.errSource)
 				}
 				if errors.Is(err, serviceaccount.ErrNotInPod) != tt.notInPod {
 					t.Errorf("errors.Is(err, ErrNotInPod) = %v, want %v", !tt.notInPod, tt.notInPod)
@@ -754,7 +782,7 @@ func TestFromEnv(t *testing.T) {
 				return
 			}
 			if err != nil || got != tt.want {
-				t.Fatalf("FromEnv() = %q, %v; want %q", got, err, tt.want)
+				t.Fatalf("HostFromEnv() = %q, %v; want %q", got, err, tt.want)
 			}
 			c, err := New(Options{Host: got, Dir: dir})
 			if err != nil {
@@ -772,7 +800,7 @@ func listenIPv6(t *testing.T) net.Listener {
 	t.Helper()
 	l, err := net.Listen("tcp6", "[::1]:0")
 	if err != nil {
-		t.Skipf("no IPv6 loopback (TestNewHost and TestFromEnv still cover IPv6 host strings): %v", err)
+		t.Skipf("no IPv6 loopback (TestNewHost and TestHostFromEnv still cover IPv6 host strings): %v", err)
 	}
 	return l
 }
@@ -786,12 +814,12 @@ func TestIPv6(t *testing.T) {
 	// The way a pod does it: from the kubelet's variables.
 	t.Setenv(serviceaccount.HostEnv, "::1")
 	t.Setenv(serviceaccount.PortEnv, fmt.Sprint(port))
-	host, err := FromEnv()
+	host, err := HostFromEnv()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := fmt.Sprintf("[::1]:%d", port); host != want {
-		t.Fatalf("FromEnv() = %q, want %q", host, want)
+		t.Fatalf("HostFromEnv() = %q, want %q", host, want)
 	}
 	c, err := New(Options{Host: host, Dir: dir})
 	if err != nil {

@@ -19,7 +19,7 @@ import (
 // The docs page's curl, in Go: in a pod, GET /api with the mounted token and
 // CA. (Not run: it needs a pod.)
 func Example() {
-	host, err := direct.FromEnv() // e.g. 10.96.0.1:443 or [fd00::1]:443
+	host, err := direct.HostFromEnv() // e.g. 10.96.0.1:443 or [fd00::1]:443
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -143,10 +143,10 @@ func ExampleStatusError() {
 	// GET https://10.96.0.1:443/api: 403 Forbidden: forbidden: User "system:serviceaccount:default:default" cannot get path "/api" (the service account lacks RBAC permission for this non-resource URL: grant it with a ClusterRole (nonResourceURLs) and ClusterRoleBinding; a Role and RoleBinding cannot)
 }
 
-// FromEnv reads the kubelet's KUBERNETES_SERVICE_HOST/_PORT; an IPv6 address
+// HostFromEnv reads the kubelet's KUBERNETES_SERVICE_HOST/_PORT; an IPv6 address
 // comes back in brackets. (Not run: it reads the environment.)
-func ExampleFromEnv() {
-	host, err := direct.FromEnv()
+func ExampleHostFromEnv() {
+	host, err := direct.HostFromEnv()
 	if errors.Is(err, serviceaccount.ErrNotInPod) {
 		fmt.Println("not in a pod")
 		return

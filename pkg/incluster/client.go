@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/version"
 	"k8s.io/client-go/rest"
 
+	"github.com/incluster/incluster/pkg/internal/defaults"
 	"github.com/incluster/incluster/pkg/internal/hint"
 	"github.com/incluster/incluster/pkg/serviceaccount"
 )
@@ -39,7 +40,7 @@ const (
 	DefaultQPS float32 = -1
 	// DefaultRequestTimeout bounds each call of Client's helpers. It is not
 	// set on the rest.Config, which would also cut long-running watches.
-	DefaultRequestTimeout = 10 * time.Second
+	DefaultRequestTimeout = defaults.RequestTimeout
 )
 
 // Option changes how New builds a Client.
