@@ -354,9 +354,3 @@ func (c *Client) Can(ctx context.Context, attrs authorizationv1.ResourceAttribut
 	}
 	return Decision{Allowed: out.Status.Allowed, Reason: out.Status.Reason}, nil
 }
-
-// CanListPods reports whether the client may list pods in its namespace.
-func (c *Client) CanListPods(ctx context.Context) (bool, error) {
-	d, err := c.Can(ctx, authorizationv1.ResourceAttributes{Verb: "list", Resource: "pods"})
-	return d.Allowed, err
-}

@@ -129,7 +129,10 @@ func TestNotAnAPIServer(t *testing.T) {
 		},
 		{
 			name: "Can, HTML login page", contentType: "text/html", body: "<html>login</html>",
-			call: func(c *Client) error { _, err := c.CanListPods(t.Context()); return err },
+			call: func(c *Client) error {
+				_, err := c.Can(t.Context(), authorizationv1.ResourceAttributes{Verb: "list", Resource: "pods"})
+				return err
+			},
 			want: []string{"create SelfSubjectAccessReview", "not JSON", "proxy or login page"},
 		},
 		{
@@ -248,33 +251,6 @@ func TestCan(t *testing.T) {
 	}
 }
 
-func TestCanListPods(t *testing.T) {
-	for _, tt := range []struct {
-		name string
-		deny bool
-	}{{"allowed", false}, {"denied", true}} {
-		t.Run(tt.name, func(t *testing.T) {
-			var seen authorizationv1.ResourceAttributes
-			srv := newAPIServer(t, &fakeAPI{Deny: func(attrs authorizationv1.ResourceAttributes) (string, bool) {
-				seen = attrs
-				return "denied by test", tt.deny
-			}})
-			c := kubeconfigClient(t, srv)
-			ok, err := c.CanListPods(t.Context())
-			if err != nil {
-				t.Fatalf("CanListPods: %v", err)
-			}
-			if ok == tt.deny {
-				t.Errorf("CanListPods = %v, want %v", ok, !tt.deny)
-			}
-			want := authorizationv1.ResourceAttributes{Namespace: "team-a", Verb: "list", Resource: "pods"}
-			if seen != want {
-				t.Errorf("resourceAttributes sent: %v, want %v", seen, want)
-			}
-		})
-	}
-}
-
 // wantErrText checks that err's message contains every string of want and
 // not the token.
 func wantErrText(t *testing.T, err error, want ...string) {
@@ -321,7 +297,6 @@ var helperCalls = []struct {
 		_, err := c.Can(ctx, authorizationv1.ResourceAttributes{Verb: "get", Resource: "pods"})
 		return err
 	}, forbiddenCluster},
-	{"CanListPods", func(ctx context.Context, c *Client) error { _, err := c.CanListPods(ctx); return err }, forbiddenCluster},
 	{"GetJSON", func(ctx context.Context, c *Client) error {
 		var list struct{ Items []json.RawMessage }
 		return c.GetJSON(ctx, "/api/v1/namespaces/other/pods", &list)
@@ -402,7 +377,6 @@ func TestOperationInErrors(t *testing.T) {
 		"ServerVersion": "GET " + srv.URL + "/version: ",
 		"WhoAmI":        "create SelfSubjectReview: ",
 		"Can":           "create SelfSubjectAccessReview: ",
-		"CanListPods":   "create SelfSubjectAccessReview: ",
 		"GetJSON":       "GET " + srv.URL + "/api/v1/namespaces/other/pods: ",
 	}
 	for _, h := range helperCalls {
@@ -510,7 +484,10 @@ func TestOneHTTPClient(t *testing.T) {
 				func() error { _, err := c.APIVersions(t.Context()); return err },
 				func() error { _, err := c.ServerVersion(t.Context()); return err },
 				func() error { _, err := c.WhoAmI(t.Context()); return err },
-				func() error { _, err := c.CanListPods(t.Context()); return err },
+				func() error {
+					_, err := c.Can(t.Context(), authorizationv1.ResourceAttributes{Verb: "list", Resource: "pods"})
+					return err
+				},
 				func() error {
 					var pods struct{ Items []json.RawMessage }
 					return c.GetJSON(t.Context(), "/api/v1/namespaces/"+c.Namespace()+"/pods", &pods)
@@ -572,8 +549,8 @@ func TestPlainHTTPConfig(t *testing.T) {
 	if len(v.ServerAddressByClientCIDRs) != 2 {
 		t.Errorf("APIVersions = %+v", v)
 	}
-	if d, err := c.CanListPods(t.Context()); err != nil || !d {
-		t.Errorf("CanListPods = %v, %v", d, err)
+	if d, err := c.Can(t.Context(), authorizationv1.ResourceAttributes{Verb: "list", Resource: "pods"}); err != nil || !d.Allowed {
+		t.Errorf("Can list pods = %+v, %v", d, err)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/version"
 
@@ -110,7 +111,7 @@ func (r *reporter) report(ctx context.Context) (*Report, error) {
 			return err
 		})
 		step(canListPods, "canListPods", func() error {
-			ok, err := c.CanListPods(ctx)
+			ok, err := mayListPods(ctx, c)
 			if err == nil {
 				rep.CanListPods = &ok
 			}
@@ -135,6 +136,13 @@ func (r *reporter) report(ctx context.Context) (*Report, error) {
 		rep.Error = oneLine(err.Error())
 	}
 	return rep, err
+}
+
+// mayListPods is the demo's question: may the pod list the pods of its own
+// namespace? A SelfSubjectAccessReview ("kubectl auth can-i list pods").
+func mayListPods(ctx context.Context, c *incluster.Client) (bool, error) {
+	d, err := c.Can(ctx, authorizationv1.ResourceAttributes{Namespace: c.Namespace(), Verb: "list", Resource: "pods"})
+	return d.Allowed, err
 }
 
 func now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
