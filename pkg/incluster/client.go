@@ -63,8 +63,9 @@ func WithKubeconfig(path string) Option { return func(o *options) { o.kubeconfig
 
 // WithProxy makes New talk to a "kubectl proxy" sidecar at proxyURL over
 // plain HTTP/1.1 to a loopback address (see ProxyConfig): not one HTTP/2
-// connection, but one connection per request in flight, kept alive. The namespace still
-// comes from POD_NAMESPACE or the service-account namespace file.
+// connection, but one connection per request in flight, kept alive. The
+// namespace still comes from POD_NAMESPACE or the service-account namespace
+// file.
 func WithProxy(proxyURL string) Option { return func(o *options) { o.proxyURL = proxyURL } }
 
 // WithUserAgent sets the User-Agent of every request, e.g. "my-controller/v1.2.0".

@@ -5,8 +5,8 @@
 // service-account mount so that failures name the missing file or variable
 // and say what to do. From that config it builds one HTTP client (one
 // connection pool; to the API server, one HTTP/2 connection) that every
-// request goes through, and it resolves the pod's namespace (POD_NAMESPACE, then the
-// service-account namespace file; never a silent "default"). Package
+// request goes through, and it resolves the pod's namespace (POD_NAMESPACE,
+// then the service-account namespace file; never a silent "default"). Package
 // clients builds client-go's typed clientset and discovery client on the
 // same config and HTTP client; it is apart so that programs which do not
 // need them do not pay for them (for the demo: 27.3 MB and 14.4 ms of package
@@ -35,6 +35,6 @@
 // WithProxy the plain-HTTP URL of a "kubectl proxy" sidecar. Through the
 // sidecar, requests are plain HTTP/1.1 on the pod's loopback, one connection
 // per request in flight (kept alive and reused); the sidecar holds the one
-// connection to the API server. There is no
-// silent fallback from one way to another.
+// connection to the API server. There is no silent fallback from one way to
+// another.
 package incluster
