@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -45,22 +44,22 @@ func (m *Manager) accessNeeded() []authorizationv1.ResourceAttributes {
 	return out
 }
 
-// checkAccess asks every check once. It returns the missing ones; err if a
-// check could not be asked (the API server unreachable, say).
+// checkAccess asks every check once and returns the missing ones. It stops
+// at the first check that cannot be asked (the API server unreachable, say)
+// and returns its error.
 func (m *Manager) checkAccess(ctx context.Context) (missing []authorizationv1.ResourceAttributes, err error) {
-	var errs []error
 	for _, a := range m.accessNeeded() {
 		cctx, cancel := context.WithTimeout(ctx, checkTimeout)
 		d, err := m.can(cctx, a)
 		cancel()
-		switch {
-		case err != nil:
-			errs = append(errs, err)
-		case !d.Allowed:
+		if err != nil {
+			return nil, err
+		}
+		if !d.Allowed {
 			missing = append(missing, a)
 		}
 	}
-	return missing, errors.Join(errs...)
+	return missing, nil
 }
 
 // preflight checks access until nothing is missing: true then, false if
