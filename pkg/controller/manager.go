@@ -80,7 +80,8 @@ func WithLeaseDuration(d time.Duration) Option { return func(o *options) { o.lea
 func WithRenewDeadline(d time.Duration) Option { return func(o *options) { o.renewDeadline = d } }
 
 // WithRetryPeriod sets the time between tries to acquire or renew the lease
-// (default 2 s). A released lease is taken by a standby within 1.2 x this.
+// (default 2 s). client-go adds up to 1.2 x this as jitter to a standby's
+// waits, so a released lease is taken within 2.2 x this.
 func WithRetryPeriod(d time.Duration) Option { return func(o *options) { o.retryPeriod = d } }
 
 // WithShutdownTimeout bounds the wait for the work to return after its
