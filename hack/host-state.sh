@@ -10,6 +10,7 @@
 #                            snapshot (a privileged kind node's kubelet writes
 #                            host-wide ones such as vm.overcommit_memory)
 #   tables                   the iptables tables that exist, "family table" a line
+#   cgroups                  the cgroup folders a snapshot records
 #   drop-new-tables LIST     with the nf_tables backend, delete the tables not in
 #                            LIST (a `tables` output) that are empty again
 #   remove-new-cgroups BEFORE  remove the cgroup folders named docker, or below
@@ -52,7 +53,15 @@ snapshot() { # snapshot DIR
 	if [[ -e /lib/modules ]]; then echo "/lib/modules exists"; else echo "no /lib/modules"; fi >"${d}/lib-modules"
 }
 
-cgroup_dirs() { find "${CGROUP_ROOT}" -mindepth 1 -maxdepth 3 -type d 2>/dev/null | sort; }
+# cgroup_dirs: the hierarchies and their first level, and one level more
+# under what the clusters create (kubepods, docker). Deeper folders of the
+# machine's own process manager (here: memory/process_api/<id>, one per
+# running command) come and go on their own, like the volatile sysctls.
+cgroup_dirs() {
+	find "${CGROUP_ROOT}" -mindepth 1 -maxdepth 3 -type d 2>/dev/null |
+		awk -v root="${CGROUP_ROOT}/" '{ r = substr($0, length(root) + 1) }
+			r !~ /\/.*\// || r ~ /^[^\/]+\/(kubepods|docker)[^\/]*\//' | sort
+}
 
 # without_empty_tables: an iptables-save dump minus the tables that hold
 # nothing (built-in chains at ACCEPT only).
@@ -138,10 +147,11 @@ snapshot:2) snapshot "$2" ;;
 compare:3) compare "$2" "$3" ;;
 restore-sysctls:2) restore_sysctls "$2" ;;
 tables:1) tables ;;
+cgroups:1) cgroup_dirs ;;
 drop-new-tables:2) drop_new_tables "$2" ;;
 remove-new-cgroups:2) remove_new_cgroups "$2" ;;
 *)
-	echo "usage: host-state.sh snapshot DIR | compare BEFORE AFTER | restore-sysctls BEFORE | tables | drop-new-tables LIST | remove-new-cgroups BEFORE" >&2
+	echo "usage: host-state.sh snapshot DIR | compare BEFORE AFTER | restore-sysctls BEFORE | tables | cgroups | drop-new-tables LIST | remove-new-cgroups BEFORE" >&2
 	exit 2
 	;;
 esac

@@ -42,7 +42,7 @@ snapshot_files() {
 	: >"${d}/ip6tables"
 	echo '/ / ext4 /dev/vda' >"${d}/mounts"
 	echo 'vm.overcommit_memory = 0' >"${d}/sysctls"
-	find "${HOST_STATE_CGROUP_ROOT}" -mindepth 1 -maxdepth 3 -type d | sort >"${d}/cgroups"
+	"${HOST_STATE}" cgroups >"${d}/cgroups"
 	printf '.\n..\n' >"${d}/netns"
 	echo 'no /lib/modules' >"${d}/lib-modules"
 }
@@ -114,6 +114,20 @@ check "FORWARD policy DROP before, ACCEPT after" fail iptables
 snapshot_files "${WORK}/before" "${NAT}"
 snapshot_files "${WORK}/after" ""
 check "a table with rules before, none after" fail iptables
+
+# 5. The machine's own cgroups below the first level (a command's cgroup
+#    under process_api) come and go: not a difference. One under kubepods is.
+reset
+fresh_cgroups
+mkdir -p "${HOST_STATE_CGROUP_ROOT}/memory/process_api/aaa" "${HOST_STATE_CGROUP_ROOT}/memory/kubepods"
+snapshot_files "${WORK}/before" ""
+rmdir "${HOST_STATE_CGROUP_ROOT}/memory/process_api/aaa"
+mkdir -p "${HOST_STATE_CGROUP_ROOT}/memory/process_api/bbb"
+snapshot_files "${WORK}/after" ""
+check "a command's cgroup of the machine's own came and went" pass cgroups
+mkdir -p "${HOST_STATE_CGROUP_ROOT}/memory/kubepods/burstable"
+snapshot_files "${WORK}/after" ""
+check "a kubepods cgroup left over" fail cgroups
 
 # 4. A docker cgroup that still holds a process stays and fails; one that
 #    existed before is left alone.
