@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command bench is make bench: it measures the demo and the library against
 // curl, kubectl, a minimal client-go program and client-go's defaults, side
 // by side in one run against a real cluster, and prints a Markdown table

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # as-pod.sh SA_DIR COMMAND [ARG...]: run COMMAND on this host as if in a pod:
 # in a private mount namespace where a tmpfs hides the host's /run and SA_DIR
 # appears at /var/run/secrets/kubernetes.io/serviceaccount. Nothing on the

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # bench.sh: make bench. Brings the local cluster up (root), builds the demo
 # and its image as shipped, and runs bench/ (a Go program) against the
 # cluster: latency of the demo next to curl, kubectl and a minimal client-go

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # build-k8s.sh: build the local cluster's binaries from the Go module proxy.
 #
 # Output: ${INCLUSTER_CACHE:-/var/cache/incluster}/k8s-v1.37.2/bin/

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # debs.sh PACKAGE...: install those of the Debian packages that are missing
 # (apt-get, no recommends), quietly; on failure, say which and where the log
 # is. Root. Used by .ci/run and by every script in hack/ that needs packages.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # demo.sh [local|kind]: bring a cluster up the way `make e2e` does, deploy the
 # demo from deploy/ (kubectl apply -k), wait for it to finish and print its
 # report. Without an argument: $CLUSTER, else kind where `docker info` works,

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # docker.sh up|down|env|status: a private Docker engine for machines that have
 # none (this project's CI), for kind. Root only.
 #

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # e2e.sh [local|kind|suite]: run the end-to-end suite (e2e/) against a real
 # cluster.
 #

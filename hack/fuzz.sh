@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # fuzz.sh: run every Go fuzz target of the library and the demo for
 # FUZZTIME each (default 1m), one after the other, and print a summary.
 # Seeds are the f.Add calls and testdata/fuzz/ of each package; a failing

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # shellcheck shell=bash
 # go-env.sh, sourced by the scripts in hack/ and by .ci/run: finds Go (sudo
 # often drops /usr/local/go/bin from PATH) and selects the Go release our

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # host-state.sh: what a cluster may change on the host, recorded before and
 # compared after, so that a test can prove the host was restored
 # (hack/test-local-cluster.sh, hack/kind.sh e2e with KIND_NODE_IMAGE=offline),

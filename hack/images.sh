@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # images.sh [demo|all]: write container images as docker-archive tarballs into
 # _output/images/ without Docker or a registry (tool: hack/cmd/mkimage).
 #

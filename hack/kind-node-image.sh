@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # kind-node-image.sh: build a kind node image for Kubernetes v1.37.2 from what
 # these machines can reach (Debian's packages and the Go module proxy), with
 # no Docker and no registry. `kind build node-image` cannot do it offline: it

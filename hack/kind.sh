@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # kind.sh up|down|e2e|check|restart-apiserver: the kind cluster of
 # `make e2e CLUSTER=kind` and `hack/demo.sh kind`, made from kind-config.yaml
 # (Kubernetes 1.37, one node).

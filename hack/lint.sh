@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # lint.sh: every static check of the repository; fails if any fails.
 #   gofmt        all Go files of all modules (root, e2e, hack, hack/coredns)
 #   go vet       root, e2e, bench, hack modules
@@ -8,6 +9,7 @@
 #   actionlint   .github/workflows/*.yml, with shellcheck on their run: scripts
 #                (pinned in hack/tools/go.mod)
 #   tls          no code turns TLS verification off (InsecureSkipVerify)
+#   license      every Go file and script has the SPDX header (hack/license.sh)
 #   kind config  kind-config.yaml loads as kind v0.33.0 loads it, alone and
 #                with hack/kind-offline.yaml (hack/kind.sh check)
 # govulncheck uses https://vuln.go.dev when it can reach it, else the
@@ -82,6 +84,7 @@ step govulncheck govulncheck_root
 step shellcheck shellcheck_all
 step actionlint actionlint_all
 step "tls verification" tls_verify
+step license hack/license.sh check
 step "kind config" hack/kind.sh check
 
 if ((${#failed[@]})); then

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # local-cluster.sh up|down|status|env|deps|restart: a real single-node Kubernetes
 # v1.37.2 cluster as host processes, with no Docker and no registry.
 #

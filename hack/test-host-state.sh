@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # test-host-state.sh: tests of hack/host-state.sh's compare and
 # remove-new-cgroups, on saved snapshots and a folder tree that stands in for
 # /sys/fs/cgroup. No root, no cluster; part of `make test`.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # test-local-cluster.sh: bring the local cluster up, prove it works, bring it
 # down, and prove that the host is as it was before.
 #

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command demo runs in a pod, reaches the Kubernetes API the way the docs page
 // "Accessing the Kubernetes API from a Pod" describes, and prints what it
 // found. See package app for the flags, the output and the exit codes.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command example-controller stamps a hash of their data on the ConfigMaps of
 // its namespace labelled incluster.dev/hash=true, with leader election, a
 // safe handoff, scoped informers, an RBAC preflight and probes (package

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command coredns is CoreDNS v1.15.0 with only the plugins the local cluster's
 // Corefile uses (see ../manifests/coredns.yaml). It has no forward plugin on
 // purpose: names outside the cluster are never sent to an upstream resolver.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package clients builds client-go's typed clientset and discovery client on
 // the config and the HTTP client of an incluster.Client: one transport, one
 // connection pool, the same token handling (re-read after a 401), the same

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package controller is what a controller needs after a client, built on an
 // incluster.Client and on client-go's own machinery only: leader election
 // (tools/leaderelection with a resourcelock.LeaseLock), shared informers

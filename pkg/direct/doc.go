@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package direct talks to the Kubernetes API the way the "Accessing the
 // Kubernetes API from a Pod" page does with curl, using net/http only:
 //

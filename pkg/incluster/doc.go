@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package incluster is a thin layer over client-go for programs that run in a
 // Kubernetes pod and talk to the API server of their own cluster.
 //

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package serviceaccount reads what Kubernetes mounts into a pod for its
 // service account: the token, the cluster's CA bundle and the namespace, from
 // /var/run/secrets/kubernetes.io/serviceaccount, plus the

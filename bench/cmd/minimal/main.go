@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command minimal is the baseline of make bench: the least a client-go
 // program does to GET /api from inside a pod (rest.InClusterConfig, one raw
 // GET), and the size of a program that links the typed clientset.

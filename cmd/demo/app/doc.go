@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package app is the demo program: Run parses the flags, builds a client the
 // chosen way (client-go, direct REST or a kubectl proxy sidecar), asks the API
 // server what the docs page asks, and prints a report. main only wires Run to

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package app is the example controller: in its namespace, for every
 // ConfigMap labelled incluster.dev/hash=true, it writes the annotation
 // incluster.dev/hash with a hash of the data (ConfigHash; the "config hash"

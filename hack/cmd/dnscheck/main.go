@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command dnscheck resolves names the way a pod does (the pure-Go resolver
 // reads /etc/resolv.conf: nameserver, search domains, ndots) and prints one
 // line per name. It exists because the local cluster's images have no shell

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command etcd is etcd's server, built from the version pinned in hack/go.mod.
 package main
 

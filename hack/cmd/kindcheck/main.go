@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command kindcheck checks kind-config.yaml without Docker: that kind would
 // load it, and that it is the cluster `make e2e CLUSTER=kind` expects. It is
 // run by `hack/kind.sh check`.

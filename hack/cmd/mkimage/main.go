@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command mkimage writes a single-layer container image holding one static
 // binary, or a directory tree (-rootfs), as a docker-archive tarball, with no
 // Docker and no registry.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command pause is the pod sandbox's process: it sleeps until SIGTERM or
 // SIGINT, and reaps zombies, which is all a pause container has to do.
 package main

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Command runc-capfix runs runc after removing, from the container's OCI spec,
 // every capability that this machine's capability bounding set lacks.
 //

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package careload follows a CA bundle file that changes while a program
 // runs, as the service-account ca.crt does when the cluster's CA is rotated:
 // the kubelet updates the file from the kube-root-ca.crt ConfigMap, and the

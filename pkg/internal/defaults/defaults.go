@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package defaults holds the settings that package incluster and package
 // direct share, so that each is written once.
 package defaults

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package hint says what to do about an HTTP status the API server
 // answered, in one table for package incluster (client-go) and package
 // direct (net/http), so that both say the same.

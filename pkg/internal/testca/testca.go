@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: Apache-2.0
+
 // Package testca helps the tests of a CA rotation: certificate authorities
 // and serving certificates made in the test, a TLS test server whose
 // certificate can be switched to one from another CA, and a clock that moves
