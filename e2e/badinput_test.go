@@ -93,7 +93,7 @@ func TestBadInput(t *testing.T) {
 		{"token empty", with(dirFiles{"token": ""}), func() []string { return real }, nil},
 		{"token garbage", with(dirFiles{"token": "not-a-token"}), func() []string { return real }, nil},
 		{"token revoked", with(dirFiles{"token": revoked}), func() []string { return real }, nil},
-		{"token expired (401 from a fake server)", fakeFiles, func() []string { return fakeEnv(fake, "expired") }, nil},
+		{"401 from a fake server (stands in for an expired token: a TokenRequest expires after 10 minutes at the soonest, too long for the suite; the real server rejects a garbage and a revoked token above)", fakeFiles, func() []string { return fakeEnv(fake, "expired") }, nil},
 		{"CA missing", with(dirFiles{"ca.crt": "-"}), func() []string { return real }, nil},
 		{"CA garbage", with(dirFiles{"ca.crt": "-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n"}), func() []string { return real }, nil},
 		{"CA wrong", with(dirFiles{"ca.crt": fakeCA}), func() []string { return real }, nil},
