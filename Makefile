@@ -61,11 +61,11 @@ fuzz:
 lint:
 	hack/lint.sh
 
-## image: the demo image as a docker-archive tarball in $(OUT)/images/.
+## image: the demo and example-controller images as docker-archive tarballs in $(OUT)/images/.
 image:
 	hack/images.sh demo
 
-## images: every image the clusters need (demo, pause, coredns, kubectl, dnscheck).
+## images: every image the clusters need (demo, example-controller, pause, coredns, kubectl, dnscheck).
 images:
 	hack/images.sh all
 
