@@ -85,11 +85,22 @@ build() { # build DIR ARGS...: one go build, output appended to the log
 (cd "${HACK_DIR}" && go mod download) >>"${LOG}" 2>&1 || die "go mod download failed in ${HACK_DIR}; log: ${LOG}"
 (cd "${HACK_DIR}/coredns" && go mod download) >>"${LOG}" 2>&1 || die "go mod download failed in ${HACK_DIR}/coredns; log: ${LOG}"
 
-pkgs=()
-for c in "${K8S_CMDS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/${c}"); done
-build "${HACK_DIR}" -ldflags "${ldflags}" -o "${TMP}/" "${pkgs[@]}"
-build "${HACK_DIR}" -ldflags "-s -w" -o "${TMP}/etcd" ./cmd/etcd
-build "${HACK_DIR}/coredns" -ldflags "-s -w" -o "${TMP}/coredns" .
+# One component at a time, each with its time, so that a first build (about
+# 10 minutes) shows it is working; later ones reuse the packages already built.
+n=0
+component() { # component NAME DIR ARGS...
+	local name=$1 t0=${SECONDS}
+	shift
+	n=$((n + 1))
+	echo "build-k8s.sh: [${n}/${#ALL_BINS[@]}] ${name}..."
+	build "$@"
+	echo "build-k8s.sh: [${n}/${#ALL_BINS[@]}] ${name} built in $((SECONDS - t0)) s ($((SECONDS - start)) s so far)"
+}
+for c in "${K8S_CMDS[@]}"; do
+	component "${c}" "${HACK_DIR}" -ldflags "${ldflags}" -o "${TMP}/${c}" "k8s.io/kubernetes/cmd/${c}"
+done
+component etcd "${HACK_DIR}" -ldflags "-s -w" -o "${TMP}/etcd" ./cmd/etcd
+component coredns "${HACK_DIR}/coredns" -ldflags "-s -w" -o "${TMP}/coredns" .
 
 mkdir -p "${BIN}"
 for b in "${ALL_BINS[@]}"; do

@@ -88,7 +88,11 @@ if [[ -f ${OUT}/node.tar && -f ${OUT}/node.stamp && $(<"${OUT}/node.stamp") == "
 	exit 0
 fi
 start=${SECONDS}
+# progress N WHAT: one line per step, with the time so far, so that a long
+# first build shows it is working.
+progress() { log "[$1/4] $2 (+$((SECONDS - start)) s)"; }
 
+progress 1 "the Debian rootfs"
 # 1. The Debian rootfs, kept between builds while the package list is the same.
 BASE=${OUT}/debian
 if [[ ! -f ${BASE}.done || $(<"${BASE}.done") != "${SUITE} ${MIRROR} ${PACKAGES}" ]]; then
@@ -101,6 +105,7 @@ if [[ ! -f ${BASE}.done || $(<"${BASE}.done") != "${SUITE} ${MIRROR} ${PACKAGES}
 	echo "${SUITE} ${MIRROR} ${PACKAGES}" >"${BASE}.done"
 fi
 
+progress 2 "the node's tree"
 # 2. The node's tree: a copy of the rootfs, then kind's layout.
 NODE=${OUT}/node
 rm -rf "${NODE}"
@@ -158,6 +163,7 @@ EOF
 for b in kubeadm kubelet kubectl; do install -m 0755 "${K8S_BIN}/${b}" "${NODE}/usr/bin/${b}"; done
 echo "${K8S_VERSION}" >"${NODE}/kind/version"
 
+progress 3 "the images kubeadm expects"
 # 3. The images kubeadm expects, written by mkimage (one binary each, root,
 # as the official images; kubeadm's static pods name the command in PATH).
 IMG=${OUT}/images
@@ -241,6 +247,7 @@ wait "${CTR_PID}" 2>/dev/null || true
 CTR_PID=
 rm -rf "${NODE}/var/lib/containerd/io.containerd.runtime.v2.task" "${NODE}/var/lib/containerd/tmpmounts"
 
+progress 4 "the tarball"
 # 4. One tarball of the tree; the stamp last, so a half-built image is never taken.
 tar --numeric-owner -C "${NODE}" -cf "${OUT}/node.tar.tmp" .
 mv "${OUT}/node.tar.tmp" "${OUT}/node.tar"
