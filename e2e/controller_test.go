@@ -88,7 +88,7 @@ func deployController(t *testing.T, name string, edit func(*controllerEnv)) *con
 			if o.Labels == nil {
 				o.Labels = map[string]string{}
 			}
-			o.Labels["app.kubernetes.io/part-of"] = "incluster-e2e"
+			o.Labels[suiteLabel] = "incluster-e2e"
 			_, err = client.CoreV1().Namespaces().Create(ctx, o, metav1.CreateOptions{})
 			t.Cleanup(func() { cleanup(t, e.ns) })
 		case *corev1.ServiceAccount:

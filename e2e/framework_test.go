@@ -103,17 +103,7 @@ func runDemo(t *testing.T, c demoCase) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), podTimeout+time.Minute)
 	defer cancel()
-	ns := "e2e-" + c.name + "-" + rand.String(5)
-
-	var nsObj corev1.Namespace
-	load(t, "namespace.yaml", &nsObj)
-	nsObj.Name = ns
-	nsObj.Labels["app.kubernetes.io/part-of"] = "incluster-e2e"
-	create(t, ctx, func() error {
-		_, err := client.CoreV1().Namespaces().Create(ctx, &nsObj, metav1.CreateOptions{})
-		return err
-	})
-	t.Cleanup(func() { cleanup(t, ns) })
+	ns := newNamespace(t, ctx, c.name)
 
 	var sa corev1.ServiceAccount
 	load(t, "serviceaccount.yaml", &sa)
@@ -149,6 +139,26 @@ func runDemo(t *testing.T, c demoCase) result {
 	r.report = parseReport(t, r.logs)
 	return r
 }
+
+// newNamespace creates a namespace for a test from deploy/base's (Pod
+// Security restricted enforced), named e2e-NAME-xxxxx and labelled as the
+// suite's; it goes when the test ends (cleanup).
+func newNamespace(t *testing.T, ctx context.Context, name string) string {
+	t.Helper()
+	var nsObj corev1.Namespace
+	load(t, "namespace.yaml", &nsObj)
+	nsObj.Name = "e2e-" + name + "-" + rand.String(5)
+	nsObj.Labels[suiteLabel] = "incluster-e2e"
+	create(t, ctx, func() error {
+		_, err := client.CoreV1().Namespaces().Create(ctx, &nsObj, metav1.CreateOptions{})
+		return err
+	})
+	t.Cleanup(func() { cleanup(t, nsObj.Name) })
+	return nsObj.Name
+}
+
+// suiteLabel marks every namespace the suite creates.
+const suiteLabel = "app.kubernetes.io/part-of"
 
 // demoPod is deploy/pod.yaml (with deploy/sidecar's patch if asked) adapted
 // to the case: image, flags, environment.

@@ -5,6 +5,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -21,7 +22,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	utilrand "k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/incluster/incluster/cmd/demo/app"
 )
@@ -106,15 +107,7 @@ type hostPod struct {
 func newHostPod(t *testing.T, name string) *hostPod {
 	t.Helper()
 	ctx := t.Context()
-	h := &hostPod{t: t, ns: "e2e-" + name + "-" + utilrand.String(5), saDir: t.TempDir()}
-	var nsObj corev1.Namespace
-	load(t, "namespace.yaml", &nsObj)
-	nsObj.Name = h.ns
-	create(t, ctx, func() error {
-		_, err := client.CoreV1().Namespaces().Create(ctx, &nsObj, metav1.CreateOptions{})
-		return err
-	})
-	t.Cleanup(func() { cleanup(t, h.ns) })
+	h := &hostPod{t: t, ns: newNamespace(t, ctx, name), saDir: t.TempDir()}
 	var sa corev1.ServiceAccount
 	load(t, "serviceaccount.yaml", &sa)
 	h.sa = sa.Name
@@ -123,17 +116,18 @@ func newHostPod(t *testing.T, name string) *hostPod {
 		return err
 	})
 	// The CA as pods get it: the kube-root-ca.crt ConfigMap (it may take a moment to appear).
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	var lastErr error
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		cm, err := client.CoreV1().ConfigMaps(h.ns).Get(ctx, "kube-root-ca.crt", metav1.GetOptions{})
-		if err == nil {
-			h.ca = cm.Data["ca.crt"]
-			break
+		if err != nil {
+			lastErr = err
+			return false, nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the kube-root-ca.crt ConfigMap: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
+		h.ca = cm.Data["ca.crt"]
+		return true, nil
+	})
+	if err != nil {
+		t.Fatalf("the kube-root-ca.crt ConfigMap: %v (last error: %v)", err, lastErr)
 	}
 	writeAtomic(t, h.saDir, "ca.crt", h.ca)
 	writeAtomic(t, h.saDir, "namespace", h.ns)
@@ -218,26 +212,25 @@ func (w *watcher) waitReports(t *testing.T, n int) { w.waitReportsAfter(t, time.
 // waitReportsAfter waits for n reports that started after since.
 func (w *watcher) waitReportsAfter(t *testing.T, since time.Time, n int) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
+	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 60*time.Second, true, func(context.Context) (bool, error) {
+		select {
+		case <-w.done:
+			return false, fmt.Errorf("the demo exited early: %v", w.cmd.Wait())
+		default:
+		}
 		w.mu.Lock()
+		defer w.mu.Unlock()
 		got := 0
 		for _, r := range w.reports {
 			if r.Time.After(since) {
 				got++
 			}
 		}
-		w.mu.Unlock()
-		if got >= n {
-			return
-		}
-		select {
-		case <-w.done:
-			t.Fatalf("%s: the demo exited early: %v\n%s", w.via, w.cmd.Wait(), w.stderr.String())
-		case <-time.After(100 * time.Millisecond):
-		}
+		return got >= n, nil
+	})
+	if err != nil {
+		t.Fatalf("%s: waiting for %d reports (60 s): %v\n%s", w.via, n, err, w.stderr.String())
 	}
-	t.Fatalf("%s: fewer than %d reports within 60 s\n%s", w.via, n, w.stderr.String())
 }
 
 // stop sends SIGTERM: the demo must exit 0, promptly.
@@ -270,16 +263,14 @@ func (w *watcher) countFailedAfter(since time.Time) (total, failed int) {
 // waitRevoked waits until the API server rejects tok (TokenReview).
 func waitRevoked(t *testing.T, tok string) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		tr, err := client.AuthenticationV1().TokenReviews().Create(t.Context(),
+	err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		tr, err := client.AuthenticationV1().TokenReviews().Create(ctx,
 			&authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: tok}}, metav1.CreateOptions{})
-		if err == nil && !tr.Status.Authenticated {
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
+		return err == nil && !tr.Status.Authenticated, nil
+	})
+	if err != nil {
+		t.Fatal("the old token is still accepted 60 s after its Secret was deleted")
 	}
-	t.Fatal("the old token is still accepted 60 s after its Secret was deleted")
 }
 
 // podCommand runs the demo as if in a pod (hack/as-pod.sh): saDir appears
