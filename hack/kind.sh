@@ -276,6 +276,29 @@ restart_apiserver() {
 	done
 	[[ $(kc get --raw=/readyz 2>/dev/null) == ok ]] || die "kube-apiserver is not ready 60 s after it stopped"
 	echo "kind.sh: kube-apiserver is ready"
+	# Pods reach it through the kubernetes Service. The API server takes its
+	# address out of the Service's EndpointSlice when it shuts down and puts
+	# it back when it starts; after the second restart in a row (kubelet's
+	# back-off makes that outage 20-35 s), kube-proxy in kind kept its
+	# "default/kubernetes has no endpoints" REJECT rule for minutes, though
+	# the EndpointSlice was back: every pod was refused. Wait until the node,
+	# through the same rules, connects to the Service's IP; if it does not
+	# within 10 s, restart kube-proxy (its DaemonSet makes a new pod, which
+	# reads the EndpointSlice afresh) and say so.
+	local svc t0=${SECONDS} kicked=''
+	svc=$(kc get service kubernetes -n default -o 'jsonpath={.spec.clusterIP}:{.spec.ports[0].port}') ||
+		die "cannot read the kubernetes Service"
+	deadline=$((SECONDS + 70))
+	until docker exec "${node}" timeout 1 bash -c "</dev/tcp/${svc%:*}/${svc#*:}" 2>/dev/null; do
+		((SECONDS < deadline)) || die "the kubernetes Service (${svc}) refuses connections 70 s after kube-apiserver was ready"
+		if [[ -z ${kicked} ]] && ((SECONDS - t0 >= 10)); then
+			echo "kind.sh: the kubernetes Service (${svc}) still refuses connections 10 s after /readyz (kube-proxy has not seen the endpoint come back): restarting kube-proxy"
+			kc -n kube-system delete pod -l k8s-app=kube-proxy --wait=false >/dev/null || warn "could not delete the kube-proxy pod"
+			kicked=1
+		fi
+		sleep 0.2
+	done
+	echo "kind.sh: the kubernetes Service (${svc}) connects, $((SECONDS - t0)) s after /readyz${kicked:+ (kube-proxy restarted)}"
 }
 
 HOST_STATE= # set by e2e when it starts the private dockerd: the host's state before
