@@ -3,14 +3,7 @@
 package e2e
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -24,6 +17,8 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
+
+	"github.com/incluster/incluster/internal/testca"
 )
 
 // TestCARotation switches the certificate that the demo's API server
@@ -44,13 +39,13 @@ func TestCARotation(t *testing.T) {
 	h := newHostPod(t, "carotation")
 	writeAtomic(t, h.saDir, "token", h.token("anchor"))
 	front := newTLSFront(t)
-	writeAtomic(t, h.saDir, "ca.crt", front.ca[0].pem)
+	writeAtomic(t, h.saDir, "ca.crt", string(front.ca[0].PEM))
 	// The control: the same pod, whose ca.crt keeps the old CA.
 	staleDir := t.TempDir()
 	for _, f := range []string{"token", "namespace"} {
 		copyFile(t, h.saDir, staleDir, f)
 	}
-	writeAtomic(t, staleDir, "ca.crt", front.ca[0].pem)
+	writeAtomic(t, staleDir, "ca.crt", string(front.ca[0].PEM))
 
 	demoBin := buildDemo(t)
 	server := net.JoinHostPort(front.host, front.port)
@@ -65,7 +60,7 @@ func TestCARotation(t *testing.T) {
 		w.waitReports(t, 5)
 	}
 
-	writeAtomic(t, h.saDir, "ca.crt", front.ca[1].pem+front.ca[0].pem)
+	writeAtomic(t, h.saDir, "ca.crt", string(testca.Bundle(front.ca[1], front.ca[0])))
 	front.switchTo(1)
 	// After switchTo: a report that began while it waited for a quiet
 	// moment may still have been served with CA 1.
@@ -112,8 +107,8 @@ func TestCARotation(t *testing.T) {
 type tlsFront struct {
 	srv        *httptest.Server
 	host, port string
-	ca         [2]testCA
-	leaf       [2]*tls.Certificate
+	ca         [2]*testca.CA
+	leaf       [2]tls.Certificate
 	current    atomic.Int32
 	handshakes [2]atomic.Int64
 	gate       sync.RWMutex // held by switchTo, so that it cuts no request in half
@@ -124,8 +119,8 @@ func newTLSFront(t *testing.T) *tlsFront {
 	t.Helper()
 	f := &tlsFront{}
 	for i := range f.ca {
-		f.ca[i] = newTestCA(t, "incluster-e2e-ca-"+string(rune('1'+i)))
-		f.leaf[i] = f.ca[i].leaf(t, net.ParseIP("127.0.0.1"))
+		f.ca[i] = testca.NewCA(t, "incluster-e2e-ca-"+string(rune('1'+i)))
+		f.leaf[i] = f.ca[i].Leaf(t)
 	}
 	upstream, err := url.Parse(restConfig.Host)
 	if err != nil {
@@ -154,7 +149,7 @@ func newTLSFront(t *testing.T) *tlsFront {
 	f.srv.TLS = &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
 		i := f.current.Load()
 		f.handshakes[i].Add(1)
-		return &tls.Config{Certificates: []tls.Certificate{*f.leaf[i]}, NextProtos: []string{"h2", "http/1.1"}}, nil
+		return &tls.Config{Certificates: []tls.Certificate{f.leaf[i]}, NextProtos: []string{"h2", "http/1.1"}}, nil
 	}}
 	f.srv.StartTLS()
 	t.Cleanup(f.srv.Close)
@@ -182,51 +177,6 @@ func (f *tlsFront) switchTo(i int32) {
 	defer f.gate.Unlock()
 	f.current.Store(i)
 	f.srv.CloseClientConnections()
-}
-
-// testCA is a self-signed CA, with its key to sign leaves.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  string
-}
-
-func newTestCA(t *testing.T, name string) testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return testCA{cert: cert, key: key, pem: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))}
-}
-
-// leaf returns a serving certificate for ip signed by the CA.
-func (ca testCA) leaf(t *testing.T, ip net.IP) *tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "incluster-e2e-front"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses: []net.IP{ip}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
 func copyFile(t *testing.T, from, to, name string) {

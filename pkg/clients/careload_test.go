@@ -4,7 +4,6 @@ package clients_test
 
 import (
 	"fmt"
-	"net/http"
 	"path/filepath"
 	"testing"
 
@@ -12,9 +11,7 @@ import (
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/rest"
 
-	"github.com/incluster/incluster/pkg/clients"
-	"github.com/incluster/incluster/pkg/incluster"
-	"github.com/incluster/incluster/pkg/internal/testca"
+	"github.com/incluster/incluster/internal/testca"
 )
 
 // TestCARotation: the typed clientset and the discovery client share the
@@ -23,32 +20,14 @@ import (
 // and the next call of each succeeds.
 func TestCARotation(t *testing.T) {
 	oldCA, newCA := testca.NewCA(t, "old-ca"), testca.NewCA(t, "new-ca")
-	srv := testca.NewServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		switch r.URL.Path {
-		case "/version":
-			fmt.Fprint(w, `{"major":"1","minor":"37","gitVersion":"v1.37.2"}`)
-		case "/api/v1/namespaces/team-a":
-			fmt.Fprint(w, `{"kind":"Namespace","apiVersion":"v1","metadata":{"name":"team-a"}}`)
-		default:
-			http.NotFound(w, r)
-		}
+	srv := testca.NewServer(t, fakeAPI(map[string]string{
+		"/version":                  versionJSON,
+		"/api/v1/namespaces/team-a": `{"kind":"Namespace","apiVersion":"v1","metadata":{"name":"team-a"}}`,
 	}), oldCA.Leaf(t))
 	caFile := filepath.Join(t.TempDir(), "ca.crt")
 	testca.WriteFile(t, caFile, oldCA.PEM)
-	c, err := incluster.NewForConfig(&rest.Config{Host: srv.URL, BearerToken: "t",
+	c, cs, dc := newClients(t, &rest.Config{Host: srv.URL, BearerToken: "t",
 		TLSClientConfig: rest.TLSClientConfig{CAFile: caFile}}, "team-a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := clients.Kubernetes(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dc, err := clients.Discovery(c)
-	if err != nil {
-		t.Fatal(err)
-	}
 	calls := map[string]func() error{
 		"clientset": func() error {
 			ns, err := cs.CoreV1().Namespaces().Get(t.Context(), "team-a", metav1.GetOptions{})

@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/incluster/incluster/pkg/clients"
@@ -24,18 +26,10 @@ import (
 // all of them use one TLS connection.
 func TestSharedConnection(t *testing.T) {
 	var conns atomic.Int32
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		switch r.URL.Path {
-		case "/api":
-			fmt.Fprint(w, `{"kind":"APIVersions","versions":["v1"],"serverAddressByClientCIDRs":[{"clientCIDR":"0.0.0.0/0","serverAddress":"10.0.0.1:6443"}]}`)
-		case "/version":
-			fmt.Fprint(w, `{"major":"1","minor":"37","gitVersion":"v1.37.2"}`)
-		case "/api/v1/namespaces/ns/pods":
-			fmt.Fprint(w, `{"kind":"PodList","apiVersion":"v1","items":[{"metadata":{"name":"a"}}]}`)
-		default:
-			http.NotFound(w, r)
-		}
+	srv := httptest.NewUnstartedServer(fakeAPI(map[string]string{
+		"/api":                       `{"kind":"APIVersions","versions":["v1"],"serverAddressByClientCIDRs":[{"clientCIDR":"0.0.0.0/0","serverAddress":"10.0.0.1:6443"}]}`,
+		"/version":                   versionJSON,
+		"/api/v1/namespaces/ns/pods": `{"kind":"PodList","apiVersion":"v1","items":[{"metadata":{"name":"a"}}]}`,
 	}))
 	srv.EnableHTTP2 = true
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
@@ -46,19 +40,8 @@ func TestSharedConnection(t *testing.T) {
 	srv.StartTLS()
 	defer srv.Close()
 
-	c, err := incluster.NewForConfig(&rest.Config{Host: srv.URL, BearerToken: "t",
+	c, cs, dc := newClients(t, &rest.Config{Host: srv.URL, BearerToken: "t",
 		TLSClientConfig: rest.TLSClientConfig{CAData: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})}}, "ns")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := clients.Kubernetes(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dc, err := clients.Discovery(c)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for name, rc := range map[string]rest.Interface{"discovery": dc.RESTClient(), "core/v1": cs.CoreV1().RESTClient(), "apps/v1": cs.AppsV1().RESTClient()} {
 		if r, ok := rc.(*rest.RESTClient); !ok || r.Client != c.HTTPClient() {
 			t.Errorf("%s does not use the incluster.Client's http.Client", name)
@@ -83,4 +66,40 @@ func TestSharedConnection(t *testing.T) {
 	if n := conns.Load(); n != 1 {
 		t.Errorf("%d connections, want 1", n)
 	}
+}
+
+// versionJSON is what the fake API server answers at /version.
+const versionJSON = `{"major":"1","minor":"37","gitVersion":"v1.37.2"}`
+
+// fakeAPI answers a request for a path in bodies with its JSON body, and
+// any other with 404 Not Found.
+func fakeAPI(bodies map[string]string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, ok := bodies[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, body)
+	})
+}
+
+// newClients returns an incluster.Client on cfg in namespace ns, and the
+// typed clientset and the discovery client made from it.
+func newClients(t *testing.T, cfg *rest.Config, ns string) (*incluster.Client, *kubernetes.Clientset, *discovery.DiscoveryClient) {
+	t.Helper()
+	c, err := incluster.NewForConfig(cfg, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := clients.Kubernetes(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc, err := clients.Discovery(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, cs, dc
 }

@@ -4,12 +4,8 @@ package direct
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -17,7 +13,6 @@ import (
 	"io"
 	"io/fs"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -33,6 +28,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/version"
 
+	"github.com/incluster/incluster/internal/testca"
 	"github.com/incluster/incluster/pkg/serviceaccount"
 )
 
@@ -477,7 +473,7 @@ func TestWrongCA(t *testing.T) {
 	var s seen
 	srv := startTLS(t, nil, &s, reply(http.StatusOK, "application/json", apiVersionsJSON))
 	dir := t.TempDir()
-	writeCA(t, dir, otherCA(t))
+	writeCA(t, dir, otherCA(t).Cert)
 	writeToken(t, dir, testToken)
 	c := newClient(t, srv, Options{Dir: dir})
 	got, err := c.APIVersions(t.Context())
@@ -506,32 +502,11 @@ func TestWrongCA(t *testing.T) {
 	noToken(t, err)
 }
 
-// otherCA returns a fresh self-signed CA certificate that signed no test
-// server's certificate (every httptest server shares one built-in certificate).
-func otherCA(t *testing.T) *x509.Certificate {
+// otherCA returns a fresh CA that signed no test server's certificate
+// (every httptest server shares one built-in certificate).
+func otherCA(t *testing.T) *testca.CA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: "some other cluster's CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return testca.NewCA(t, "some other cluster's CA")
 }
 
 func TestConnectionRefused(t *testing.T) {
@@ -542,7 +517,7 @@ func TestConnectionRefused(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	dir := t.TempDir()
-	writeCA(t, dir, otherCA(t))
+	writeCA(t, dir, otherCA(t).Cert)
 	writeToken(t, dir, testToken)
 	c, err := New(Options{Host: addr, Dir: dir, Timeout: 5 * time.Second})
 	if err != nil {
@@ -663,7 +638,7 @@ func TestTokenIsReadPerRequest(t *testing.T) {
 }
 
 func TestNewErrors(t *testing.T) {
-	_, goodCA := newCAPEM(t)
+	goodCA := otherCA(t).PEM
 	tests := []struct {
 		name    string
 		token   *string // nil: no file
@@ -718,7 +693,7 @@ func TestNewErrors(t *testing.T) {
 func ptr(s string) *string { return &s }
 
 func TestNewHost(t *testing.T) {
-	_, caPEM := newCAPEM(t)
+	caPEM := otherCA(t).PEM
 	dir := t.TempDir()
 	writeToken(t, dir, testToken)
 	if err := os.WriteFile(filepath.Join(dir, serviceaccount.CAFile), caPEM, 0o600); err != nil {
@@ -762,7 +737,7 @@ func TestHostFromEnv(t *testing.T) {
 		{name: "unset", notInPod: true, errSource: serviceaccount.HostEnv + " and " + serviceaccount.PortEnv},
 		{name: "bad port", host: "fd00::1", port: "+443", errSource: serviceaccount.PortEnv},
 	}
-	_, caPEM := newCAPEM(t)
+	caPEM := otherCA(t).PEM
 	dir := t.TempDir()
 	writeToken(t, dir, testToken)
 	if err := os.WriteFile(filepath.Join(dir, serviceaccount.CAFile), caPEM, 0o600); err != nil {
@@ -887,7 +862,7 @@ func TestNoErrorMentionsTheToken(t *testing.T) {
 	// Wrong CA.
 	srv := startTLS(t, nil, nil, reply(200, "application/json", apiVersionsJSON))
 	dir := t.TempDir()
-	writeCA(t, dir, otherCA(t))
+	writeCA(t, dir, otherCA(t).Cert)
 	writeToken(t, dir, testToken)
 	c := newClient(t, srv, Options{Dir: dir})
 	_, err := c.APIVersions(t.Context())
@@ -911,11 +886,4 @@ func TestNoErrorMentionsTheToken(t *testing.T) {
 		}
 		noToken(t, err)
 	}
-}
-
-// newCAPEM returns a CA certificate no test server uses, and its PEM.
-func newCAPEM(t *testing.T) (*x509.Certificate, []byte) {
-	t.Helper()
-	c := otherCA(t)
-	return c, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 }

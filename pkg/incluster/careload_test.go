@@ -3,7 +3,6 @@
 package incluster
 
 import (
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"io"
@@ -18,50 +17,35 @@ import (
 	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/rest"
 
-	"github.com/incluster/incluster/pkg/internal/testca"
+	"github.com/incluster/incluster/internal/testca"
 	"github.com/incluster/incluster/pkg/serviceaccount"
 )
 
-// caRotation is a fake API server whose certificate is signed by oldCA, and
-// an in-cluster Client whose ca.crt holds oldCA, with a clock that stands
-// still and a count of the reads of ca.crt after New.
+// caRotation is a testca.Rotation on a fake API server, with an in-cluster
+// Client whose ca.crt holds the old CA, made with the clock and the count
+// of reads of the Rotation.
 type caRotation struct {
-	srv          *testca.Server
-	oldCA, newCA *testca.CA
-	dir, caFile  string
-	clock        *testca.Clock
-	reads        *testca.Reads
-	c            *Client
-}
-
-// switchTo makes the server present cert, closes its connections, and
-// makes the Client drop its idle ones too. A restarted API server closes
-// its connections as well; without the client-side close, the next request
-// may race the client's noticing the close and fail with a broken pipe
-// before any handshake.
-func (r *caRotation) switchTo(t *testing.T, cert tls.Certificate, clients ...*http.Client) {
-	t.Helper()
-	r.srv.Switch(cert)
-	for _, hc := range append(clients, r.c.HTTPClient()) {
-		utilnet.CloseIdleConnectionsFor(hc.Transport)
-	}
+	*testca.Rotation
+	dir string
+	c   *Client
 }
 
 func newCARotation(t *testing.T) *caRotation {
 	t.Helper()
-	r := &caRotation{oldCA: testca.NewCA(t, "old-ca"), newCA: testca.NewCA(t, "new-ca"), clock: testca.NewClock(), reads: &testca.Reads{}}
-	r.srv = testca.NewServer(t, &fakeAPI{}, r.oldCA.Leaf(t))
+	r := &caRotation{Rotation: testca.NewRotation(t, &fakeAPI{})}
 	m := goodMount()
-	m.CA = r.oldCA.PEM
+	m.CA = r.Old.PEM
 	r.dir = fakeServiceAccount(t, m)
-	r.caFile = filepath.Join(r.dir, serviceaccount.CAFile)
-	setServiceEnv(t, "127.0.0.1", portOf(t, r.srv))
-	seamReload(t, r.clock, r.reads)
+	r.CAFile = filepath.Join(r.dir, serviceaccount.CAFile)
+	_, port := r.Server.HostPort(t)
+	setServiceEnv(t, "127.0.0.1", port)
+	seamReload(t, r.Clock, r.Reads)
 	c, err := New()
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.c = c
+	r.CloseIdle = func() { utilnet.CloseIdleConnectionsFor(c.HTTPClient().Transport) }
 	if _, err := c.APIVersions(t.Context()); err != nil {
 		t.Fatalf("before the switch: %v", err)
 	}
@@ -72,32 +56,18 @@ func newCARotation(t *testing.T) *caRotation {
 // until the test ends.
 func seamReload(t *testing.T, clock *testca.Clock, reads *testca.Reads) {
 	t.Helper()
-	oldNow, oldRead := caReloadNow, caReloadReadFile
-	t.Cleanup(func() { caReloadNow, caReloadReadFile = oldNow, oldRead })
-	caReloadNow, caReloadReadFile = clock.Now, reads.ReadFile
+	testca.Seam(t, &caReloadNow, &caReloadReadFile, clock, reads)
 }
 
-func portOf(t *testing.T, srv *testca.Server) string {
-	t.Helper()
-	_, port := srv.HostPort(t)
-	return port
-}
-
-// wantUnknownAuthority checks that err is an unknown-authority failure
-// (by type) whose message names the CA file and holds each of want.
-func wantUnknownAuthority(t *testing.T, err error, caFile string, want ...string) {
-	t.Helper()
-	var ua x509.UnknownAuthorityError
-	if !errors.As(err, &ua) {
-		t.Fatalf("err = %v, want an x509.UnknownAuthorityError", err)
-	}
-	for _, w := range append([]string{caFile}, want...) {
-		if !strings.Contains(err.Error(), w) {
-			t.Errorf("the error does not say %q: %v", w, err)
+// get calls APIVersions; its error must not hold the token.
+func (r *caRotation) get(t *testing.T) func() error {
+	return func() error {
+		t.Helper()
+		_, err := r.c.APIVersions(t.Context())
+		if err != nil && strings.Contains(err.Error(), testToken) {
+			t.Errorf("the error holds the token: %v", err)
 		}
-	}
-	if strings.Contains(err.Error(), testToken) {
-		t.Errorf("the error holds the token: %v", err)
+		return err
 	}
 }
 
@@ -115,31 +85,7 @@ func TestCARotation(t *testing.T) {
 	for name, call := range calls {
 		t.Run(name, func(t *testing.T) {
 			r := newCARotation(t)
-			r.switchTo(t, r.newCA.Leaf(t))
-			testca.WriteFile(t, r.caFile, testca.Bundle(r.newCA, r.oldCA))
-			hs, reqs := r.srv.Handshakes(), r.srv.Requests()
-			if err := call(r.c); err != nil {
-				t.Fatalf("first request after the switch: %v", err)
-			}
-			if n := r.srv.Requests() - reqs; n != 1 {
-				t.Errorf("the server received %d requests, want 1", n)
-			}
-			if n := r.reads.N(); n != 1 {
-				t.Errorf("ca.crt was read %d times, want once", n)
-			}
-			if n := r.srv.Handshakes() - hs; n != 2 {
-				t.Errorf("%d handshakes, want 2 (refused, then exactly one retry)", n)
-			}
-			hs = r.srv.Handshakes()
-			for i := range 3 {
-				if err := call(r.c); err != nil {
-					t.Fatalf("request %d after the switch: %v", i, err)
-				}
-			}
-			if n := r.reads.N(); n != 1 {
-				t.Errorf("ca.crt was read %d times in all, want once", n)
-			}
-			if n := r.srv.Handshakes() - hs; n != 0 {
+			if n := r.CheckRetry(t, func() error { return call(r.c) }); n != 0 {
 				t.Errorf("%d more handshakes, want 0 (one connection)", n)
 			}
 		})
@@ -150,8 +96,8 @@ func TestCARotation(t *testing.T) {
 // once, and all succeed.
 func TestCARotationConcurrent(t *testing.T) {
 	r := newCARotation(t)
-	r.switchTo(t, r.newCA.Leaf(t))
-	testca.WriteFile(t, r.caFile, testca.Bundle(r.newCA, r.oldCA))
+	r.SwitchTo(r.New.Leaf(t))
+	testca.WriteFile(t, r.CAFile, testca.Bundle(r.New, r.Old))
 	var wg sync.WaitGroup
 	errs := make([]error, 8)
 	for i := range errs {
@@ -163,7 +109,7 @@ func TestCARotationConcurrent(t *testing.T) {
 			t.Errorf("request %d: %v", i, err)
 		}
 	}
-	if n := r.reads.N(); n != 1 {
+	if n := r.Reads.N(); n != 1 {
 		t.Errorf("ca.crt was read %d times, want once", n)
 	}
 }
@@ -174,23 +120,10 @@ func TestCARotationConcurrent(t *testing.T) {
 // many requests fail.
 func TestCARotationFileUnchanged(t *testing.T) {
 	r := newCARotation(t)
-	r.switchTo(t, r.newCA.Leaf(t))
-	for range 5 {
-		_, err := r.c.APIVersions(t.Context())
-		wantUnknownAuthority(t, err, r.caFile, "has not changed")
-	}
-	if n := r.reads.N(); n != 1 {
-		t.Errorf("ca.crt was read %d times in the same second, want once", n)
-	}
-	r.clock.Advance(time.Second)
-	_, err := r.c.APIVersions(t.Context())
-	wantUnknownAuthority(t, err, r.caFile, "has not changed")
-	if n := r.reads.N(); n != 2 {
-		t.Errorf("ca.crt was read %d times, want twice (a second later, once more)", n)
-	}
+	r.CheckFileUnchanged(t, r.get(t))
 	// And when the kubelet updates it, the next request a second later works.
-	testca.WriteFile(t, r.caFile, testca.Bundle(r.newCA, r.oldCA))
-	r.clock.Advance(time.Second)
+	testca.WriteFile(t, r.CAFile, testca.Bundle(r.New, r.Old))
+	r.Clock.Advance(time.Second)
 	if _, err := r.c.APIVersions(t.Context()); err != nil {
 		t.Fatalf("after ca.crt was updated: %v", err)
 	}
@@ -216,24 +149,8 @@ func TestCARotationBadFile(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := newCARotation(t)
-			r.switchTo(t, r.newCA.Leaf(t))
-			tc.write(t, r.caFile)
-			_, err := r.c.APIVersions(t.Context())
-			wantUnknownAuthority(t, err, r.caFile, tc.want, "the last good CA stays in use")
-			t.Logf("the error: %v", err)
-
-			r.switchTo(t, r.oldCA.Leaf(t))
-			if _, err := r.c.APIVersions(t.Context()); err != nil {
-				t.Fatalf("with the old CA's certificate again: %v", err)
-			}
-
-			testca.WriteFile(t, r.caFile, testca.Bundle(r.newCA, r.oldCA))
-			r.switchTo(t, r.newCA.Leaf(t))
-			r.clock.Advance(time.Second)
-			if _, err := r.c.APIVersions(t.Context()); err != nil {
-				t.Fatalf("with the new CA in ca.crt: %v", err)
-			}
-			if n := r.reads.N(); n != 2 {
+			r.CheckBadFile(t, r.get(t), tc.write, tc.want)
+			if n := r.Reads.N(); n != 2 {
 				t.Errorf("ca.crt was read %d times, want twice", n)
 			}
 		})
@@ -262,7 +179,7 @@ func TestCARotationKubeconfigCAFile(t *testing.T) {
 		t.Fatalf("before the switch: %v", err)
 	}
 	srv.Switch(newCA.Leaf(t))
-	utilnet.CloseIdleConnectionsFor(c.HTTPClient().Transport) // see switchTo
+	utilnet.CloseIdleConnectionsFor(c.HTTPClient().Transport) // see testca.Rotation.SwitchTo
 	testca.WriteFile(t, caFile, testca.Bundle(newCA, oldCA))
 	if _, err := c.APIVersions(t.Context()); err != nil {
 		t.Fatalf("after the switch: %v", err)
@@ -283,15 +200,15 @@ func TestCARotationPlainClientGo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.TLSClientConfig.CAFile != r.caFile {
-		t.Fatalf("CAFile = %q, want %q", cfg.TLSClientConfig.CAFile, r.caFile)
+	if cfg.TLSClientConfig.CAFile != r.CAFile {
+		t.Fatalf("CAFile = %q, want %q", cfg.TLSClientConfig.CAFile, r.CAFile)
 	}
 	hc, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	get := func() error {
-		resp, err := hc.Get(r.srv.URL + "/version")
+		resp, err := hc.Get(r.Server.URL + "/version")
 		if err != nil {
 			return err
 		}
@@ -305,8 +222,9 @@ func TestCARotationPlainClientGo(t *testing.T) {
 	if err := get(); err != nil {
 		t.Fatalf("before the switch: %v", err)
 	}
-	r.switchTo(t, r.newCA.Leaf(t), hc)
-	testca.WriteFile(t, r.caFile, testca.Bundle(r.newCA, r.oldCA))
+	r.SwitchTo(r.New.Leaf(t))
+	utilnet.CloseIdleConnectionsFor(hc.Transport) // and plain client-go's
+	testca.WriteFile(t, r.CAFile, testca.Bundle(r.New, r.Old))
 	err = get()
 	var ua x509.UnknownAuthorityError
 	if !errors.As(err, &ua) {

@@ -3,16 +3,10 @@
 package incluster
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -22,21 +16,23 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/incluster/incluster/internal/testca"
 )
 
 // TestCertificateErrors: each way a server certificate fails says what to
 // check, told apart by the error's type (x509.HostnameError,
 // x509.CertificateInvalidError, x509.UnknownAuthorityError).
 func TestCertificateErrors(t *testing.T) {
-	ca, caKey := newTestCA(t)
+	ca := testca.NewCA(t, "test-ca")
 	tests := []struct {
 		name     string
-		host     string // in the kubeconfig's server URL
-		leaf     func(*x509.Certificate)
-		errType  error // what err must wrap
+		host     string                  // in the kubeconfig's server URL
+		leaf     func(*x509.Certificate) // edits the template of the server's certificate (testca.CA.Leaf)
+		errType  error                   // what err must wrap
 		wantHint string
 	}{
-		{"another host name", "localhost", nil, x509.HostnameError{},
+		{"another host name", "localhost", func(c *x509.Certificate) { c.DNSNames = nil /* IP addresses only */ }, x509.HostnameError{},
 			"(the server's certificate is not for this host name: use a name or address of the API server that its certificate lists (kubernetes.default.svc, or KUBERNETES_SERVICE_HOST))"},
 		{"expired", "127.0.0.1", func(c *x509.Certificate) {
 			c.NotBefore, c.NotAfter = time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour)
@@ -46,12 +42,12 @@ func TestCertificateErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := httptest.NewUnstartedServer(&fakeAPI{})
-			srv.TLS = &tls.Config{Certificates: []tls.Certificate{newLeaf(t, ca, caKey, tt.leaf)}}
+			srv.TLS = &tls.Config{Certificates: []tls.Certificate{ca.Leaf(t, tt.leaf)}}
 			srv.StartTLS()
 			t.Cleanup(srv.Close)
 			forbidInCluster(t)
 			url := strings.Replace(srv.URL, "127.0.0.1", tt.host, 1)
-			path := writeFile(t, filepath.Join(t.TempDir(), "config"), kubeconfigYAML(url, certPEM(ca), testToken, "team-a"))
+			path := writeFile(t, filepath.Join(t.TempDir(), "config"), kubeconfigYAML(url, ca.PEM, testToken, "team-a"))
 			c, err := New(WithKubeconfig(path))
 			if err != nil {
 				t.Fatal(err)
@@ -136,55 +132,4 @@ func TestExplainNotJSON(t *testing.T) {
 			}
 		})
 	}
-}
-
-// newTestCA returns a CA certificate and its key.
-func newTestCA(t *testing.T) (*x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	ca, key, _ := newCert(t, &x509.Certificate{
-		Subject: pkix.Name{CommonName: "test-ca"}, KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
-	}, nil, nil)
-	return ca, key
-}
-
-// newLeaf returns a serving certificate for 127.0.0.1 signed by ca, after
-// edit (if not nil) has changed its template. (testca.CA.Leaf makes only
-// good ones.)
-func newLeaf(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, edit func(*x509.Certificate)) tls.Certificate {
-	t.Helper()
-	tmpl := &x509.Certificate{
-		Subject: pkix.Name{CommonName: "apiserver"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	if edit != nil {
-		edit(tmpl)
-	}
-	_, key, der := newCert(t, tmpl, ca, caKey)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
-
-// newCert signs tmpl (valid for the hour around now unless it says
-// otherwise) with parent's key, or with its own key if parent is nil.
-func newCert(t *testing.T, tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey, []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl.SerialNumber = big.NewInt(time.Now().UnixNano())
-	if tmpl.NotAfter.IsZero() {
-		tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
-	}
-	if parent == nil {
-		parent, parentKey = tmpl, key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, key, der
 }

@@ -3,21 +3,17 @@
 package serviceaccount
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/incluster/incluster/internal/testca"
 )
 
 // fakeToken is recognisable so that a test can tell if it leaks.
@@ -50,33 +46,6 @@ func mkdir(t *testing.T, dir, name string) string {
 		t.Fatal(err)
 	}
 	return path
-}
-
-// newCA returns a self-signed CA certificate and its PEM encoding.
-func newCA(t *testing.T, cn string) (*x509.Certificate, []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
 // asConfigError fails the test unless err is a *ConfigError.
@@ -368,8 +337,9 @@ func TestDefaultDir(t *testing.T) {
 }
 
 func TestCAPath(t *testing.T) {
-	ca1, pem1 := newCA(t, "ca-one")
-	ca2, pem2 := newCA(t, "ca-two")
+	one, two := testca.NewCA(t, "ca-one"), testca.NewCA(t, "ca-two")
+	ca1, pem1 := one.Cert, one.PEM
+	ca2, pem2 := two.Cert, two.PEM
 	const fixCA = "mount the cluster's CA bundle (the kube-root-ca.crt ConfigMap) there"
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte("not a key")})
 	brokenPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("garbage DER")})
@@ -437,8 +407,8 @@ func caFile(b []byte) func(*testing.T, string) {
 }
 
 func TestCAPathDoesNotTrustOthers(t *testing.T) {
-	_, pem1 := newCA(t, "ours")
-	other, _ := newCA(t, "theirs")
+	pem1 := testca.NewCA(t, "ours").PEM
+	other := testca.NewCA(t, "theirs").Cert
 	dir := t.TempDir()
 	writeFile(t, dir, CAFile, string(pem1))
 	_, pool, err := CAPath(dir)
@@ -452,7 +422,7 @@ func TestCAPathDoesNotTrustOthers(t *testing.T) {
 }
 
 func TestParseCA(t *testing.T) {
-	_, good := newCA(t, "ca")
+	good := testca.NewCA(t, "ca").PEM
 	tests := []struct {
 		name    string
 		in      []byte

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/incluster/incluster/pkg/internal/testca"
+	"github.com/incluster/incluster/internal/testca"
 )
 
 func TestIsUnknownAuthority(t *testing.T) {

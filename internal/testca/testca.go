@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 
-// Package testca helps the tests of a CA rotation: certificate authorities
-// and serving certificates made in the test, a TLS test server whose
-// certificate can be switched to one from another CA, and a clock that moves
-// only when told. It is for tests only.
+// Package testca helps tests that need certificates: certificate
+// authorities and serving certificates made in the test (NewCA, CA.Leaf),
+// and, for the tests of a CA rotation, a TLS test server whose certificate
+// can be switched to one from another CA (Server), a clock that moves only
+// when told (Clock), a count of file reads (Reads), and the checks that
+// every client which follows its CA file must pass (Rotation). It is for
+// tests only: the library does not import it. It sits at the root of the
+// module, not under pkg/, so that the e2e module may import it too.
 package testca
 
 import (
@@ -37,23 +41,56 @@ type CA struct {
 
 var serial atomic.Int64
 
-// NewCA returns a new self-signed CA named cn.
+// NewCA returns a new self-signed CA named cn, valid from an hour ago for
+// a day.
 func NewCA(t testing.TB, cn string) *CA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(serial.Add(1)),
+	return sign(t, &x509.Certificate{
 		Subject:               pkix.Name{CommonName: cn},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
+	}, nil)
+}
+
+// Leaf returns a serving certificate signed by ca for 127.0.0.1, ::1 and
+// localhost, valid from an hour ago for a day, after each of edits (to make
+// a bad one) has changed its template.
+func (ca *CA) Leaf(t testing.TB, edits ...func(*x509.Certificate)) tls.Certificate {
+	t.Helper()
+	tmpl := &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "kube-apiserver"},
+		NotBefore:   time.Now().Add(-time.Hour),
+		NotAfter:    time.Now().Add(24 * time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		DNSNames:    []string{"localhost"},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	for _, edit := range edits {
+		edit(tmpl)
+	}
+	leaf := sign(t, tmpl, ca)
+	return tls.Certificate{Certificate: [][]byte{leaf.Cert.Raw}, PrivateKey: leaf.key, Leaf: leaf.Cert}
+}
+
+// sign makes a new key and a certificate for it from tmpl (given a serial
+// number of its own), signed by parent, or by the new key if parent is nil.
+// It returns them as a CA, whether tmpl makes one or a leaf.
+func sign(t testing.TB, tmpl *x509.Certificate, parent *CA) *CA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl.SerialNumber = big.NewInt(serial.Add(1))
+	issuer, issuerKey := tmpl, key
+	if parent != nil {
+		issuer, issuerKey = parent.Cert, parent.key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, issuer, &key.PublicKey, issuerKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,35 +99,6 @@ func NewCA(t testing.TB, cn string) *CA {
 		t.Fatal(err)
 	}
 	return &CA{Cert: cert, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), key: key}
-}
-
-// Leaf returns a serving certificate signed by ca for 127.0.0.1, ::1 and
-// localhost.
-func (ca *CA) Leaf(t testing.TB) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial.Add(1)),
-		Subject:      pkix.Name{CommonName: "kube-apiserver"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		DNSNames:     []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
 }
 
 // Bundle concatenates the CAs' certificates, as a ca.crt during a rotation.
