@@ -365,10 +365,16 @@ func TestController(t *testing.T) {
 			t.Fatal("E2E_RESTART_APISERVER is not set (hack/e2e.sh and hack/kind.sh set it)")
 		}
 		before := e.holder(ctx)
+		stopped := time.Now()
 		out, err := exec.Command("/bin/sh", "-c", restart).CombinedOutput()
 		if err != nil {
 			t.Fatalf("%s: %v\n%s", restart, err, out)
 		}
+		// The command returns once the server is ready again: an upper
+		// bound of the outage. The leader keeps the lease only through an
+		// outage shorter than its renew deadline (10 s, deploy/controller).
+		away := time.Since(stopped)
+		t.Logf("the API server was away for at most %.1f s (renew deadline 10 s)", away.Seconds())
 		// The work goes on: a new labelled ConfigMap is hashed.
 		created := time.Now()
 		if _, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "after-restart", Labels: map[string]string{hashLabel: "true"}},
@@ -379,8 +385,11 @@ func TestController(t *testing.T) {
 		after := e.holder(ctx)
 		t.Logf("API server restarted (%s); holder before %s, after %s; a new ConfigMap hashed %.2f s after create by %s",
 			strings.TrimSpace(lastLine(string(out))), before, after, d.Seconds(), cm.Annotations[writerAnnot])
-		if after != before {
-			t.Errorf("the leader changed across the API server restart: %s -> %s", before, after)
+		switch {
+		case after != before && away >= 10*time.Second:
+			t.Errorf("the leader changed across the API server restart (%s -> %s), but the restart took %.1f s, not shorter than the renew deadline (10 s): the restart command (%s) is too slow for this test", before, after, away.Seconds(), restart)
+		case after != before:
+			t.Errorf("the leader changed across an API server outage of at most %.1f s, shorter than the renew deadline (10 s): %s -> %s", away.Seconds(), before, after)
 		}
 		for _, p := range e.pods(ctx) {
 			if n := restarts(&p); n != 0 {
@@ -405,6 +414,9 @@ func TestController(t *testing.T) {
 			holder, at := e.waitHolder(60*time.Second, func(h string) bool { return h != oldHolder && podOf(h) != leader })
 			secs = append(secs, at.Sub(deleted).Seconds())
 			t.Logf("handoff %d: deleted %s, new holder %s after %.2f s", i+1, leader, holder, at.Sub(deleted).Seconds())
+			if at.Sub(deleted) > 500*time.Millisecond { // slower than the watch path: say why
+				t.Logf("handoff %d took longer than a watch event; the new holder's log:\n%s", i+1, lastLines(e.logs(ctx, podOf(holder)), 8))
+			}
 			e.waitReady(2, 2*time.Minute)
 		}
 		w.stop()
@@ -468,6 +480,12 @@ func leaseBound(l *coordinationv1.Lease) time.Duration {
 		lease = time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
 	}
 	return lease + 2*2*time.Second
+}
+
+// lastLines returns the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
 func lastLine(s string) string {

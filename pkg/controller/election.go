@@ -9,7 +9,11 @@ import (
 	"sync"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 )
@@ -103,6 +107,19 @@ func (g *leaseGate) renewed(r resourcelock.LeaderElectionRecord, err error) {
 	g.mu.Unlock()
 }
 
+// closeIfStandby ends the round if its work has not started: then no work
+// starts any more, and it returns true. It returns false, and changes
+// nothing, if the work has started.
+func (g *leaseGate) closeIfStandby() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.started {
+		return false
+	}
+	g.closed = true
+	return true
+}
+
 // startWork marks the work as running, with cancel to stop it; false if the
 // round is over or the lease was released: then the work must not start.
 func (g *leaseGate) startWork(cancel context.CancelCauseFunc) bool {
@@ -159,9 +176,12 @@ type workResult struct {
 }
 
 // contend runs one election round: contend for the lease, run the work while
-// leading, and end on shutdown (ctx), when the lease is lost, or when the
-// work returns. The lease is released only after the work has returned.
-// again: contend once more (the lease was lost and the work has returned).
+// leading, and end on shutdown (ctx), when the lease is lost, when the work
+// returns, or, on a standby, when the leader released the lease (see
+// watchLease): the next round's first try comes at once instead of after up
+// to 2.2 x the retry period. The lease is released only after the work has
+// returned. again: contend once more (the lease was lost and the work has
+// returned, or a standby saw the lease released).
 func (m *Manager) contend(ctx context.Context, work Work) (again bool, err error) {
 	lock := &resourcelock.LeaseLock{
 		LeaseMeta:  metav1.ObjectMeta{Namespace: m.namespace, Name: m.leaseName},
@@ -195,6 +215,10 @@ func (m *Manager) contend(ctx context.Context, work Work) (again bool, err error
 
 	// The election's context is not the shutdown's: it is cancelled below,
 	// after the work has returned, and client-go releases the lease then.
+	select { // a release seen before this round began: this round's first try sees it
+	case <-m.released:
+	default:
+	}
 	electionCtx, stopElection := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopElection()
 	electionDone := make(chan struct{})
@@ -204,12 +228,21 @@ func (m *Manager) contend(ctx context.Context, work Work) (again bool, err error
 	}()
 
 	var res workResult
-	returned := false
-	select {
-	case <-ctx.Done():
-	case res = <-workDone:
-		returned = true
-	case <-electionDone: // renewing failed (client-go stopped); the gate has cancelled the work
+	returned, takeover := false, false
+	for waiting := true; waiting; {
+		waiting = false
+		select {
+		case <-ctx.Done():
+		case res = <-workDone:
+			returned = true
+		case <-electionDone: // renewing failed (client-go stopped); the gate has cancelled the work
+		case <-m.released:
+			// The leader gave the lease back. A standby ends this round, so
+			// that the next one tries at once; a replica that has just
+			// acquired it keeps its round.
+			takeover = !le.IsLeader() && g.closeIfStandby()
+			waiting = !takeover
+		}
 	}
 	cause := errRoundOver
 	if ctx.Err() != nil {
@@ -241,6 +274,9 @@ func (m *Manager) contend(ctx context.Context, work Work) (again bool, err error
 	switch {
 	case ctx.Err() != nil:
 		return false, nil
+	case takeover:
+		m.log.Info("the lease was released: contending at once")
+		return true, nil
 	case returned && !res.cancelled:
 		if res.err != nil {
 			return false, fmt.Errorf("the work returned: %w", res.err)
@@ -298,4 +334,30 @@ func (m *Manager) watchdog(ctx context.Context, g *leaseGate) {
 			}
 		}
 	}
+}
+
+// newLeaseInformer returns an informer factory for this Manager's Lease
+// alone (a field selector on its name, so that a Role can grant list and
+// watch with resourceNames), which signals m.released each time the Lease is
+// given back: an update that leaves it without a holder. client-go's elector
+// looks at the Lease only every retry period (plus jitter); with the watch a
+// standby takes a released lease at once, so a rolling update hands over in
+// about the time the old leader's work takes to return.
+func (m *Manager) newLeaseInformer() informers.SharedInformerFactory {
+	f := informers.NewSharedInformerFactoryWithOptions(m.cs, 0,
+		informers.WithNamespace(m.namespace),
+		informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
+			lo.FieldSelector = fields.OneTermEqualSelector("metadata.name", m.leaseName).String()
+		}))
+	_, _ = f.Coordination().V1().Leases().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(_, obj any) {
+			if l, ok := obj.(*coordinationv1.Lease); ok && l.Name == m.leaseName && (l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "") {
+				select {
+				case m.released <- struct{}{}:
+				default: // one signal pending is enough
+				}
+			}
+		},
+	})
+	return f
 }

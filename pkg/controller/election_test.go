@@ -136,6 +136,44 @@ func TestHandoffBetweenReplicas(t *testing.T) {
 	}
 }
 
+// A standby takes a released lease at once, not at its next try: with a
+// retry period of an hour, only the watch on the Lease can make b lead
+// within the test's time.
+func TestStandbyTakesReleasedLeaseAtOnce(t *testing.T) {
+	cs := fake.NewClientset()
+	slow := []Option{WithLeaseDuration(3 * time.Hour), WithRenewDeadline(2 * time.Hour), WithRetryPeriod(time.Hour)}
+	a, _ := newTestManager(t, cs, "a", slow...)
+	b, blogs := newTestManager(t, cs, "b", slow...)
+	aStarted, bStarted := make(chan struct{}), make(chan struct{})
+	actx, acancel := context.WithCancel(context.Background())
+	adone := runAsync(actx, a, func(ctx context.Context) error { close(aStarted); <-ctx.Done(); return nil })
+	within(t, aStarted, "a to lead")
+	bctx, bcancel := context.WithCancel(context.Background())
+	defer bcancel()
+	bdone := runAsync(bctx, b, func(ctx context.Context) error { close(bStarted); <-ctx.Done(); return nil })
+	observed := make(chan struct{})
+	go func() { // b's first try has seen a holding the lease: its next is an hour away
+		for l := b.observedLeader.Load(); l == nil || *l != "a"; l = b.observedLeader.Load() {
+			time.Sleep(time.Millisecond)
+		}
+		close(observed)
+	}()
+	within(t, observed, "b to see a as the leader")
+
+	acancel()
+	if err := within(t, adone, "a's Run to return"); err != nil {
+		t.Fatalf("a: Run = %v", err)
+	}
+	within(t, bStarted, "b to lead after a's release, before its next try")
+	if !strings.Contains(blogs.String(), "the lease was released: contending at once") {
+		t.Errorf("b did not say why it contended again; log:\n%s", blogs)
+	}
+	bcancel()
+	if err := within(t, bdone, "b's Run to return"); err != nil {
+		t.Fatalf("b: Run = %v", err)
+	}
+}
+
 // A standby never writes the Lease and shuts down at once; it is ready,
 // and not the leader.
 func TestStandby(t *testing.T) {

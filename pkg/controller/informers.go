@@ -119,13 +119,15 @@ func (m *Manager) informerNamespace() string {
 	return m.namespace
 }
 
-// startInformers starts every informer; they stop when ctx is cancelled.
+// startInformers starts every informer, and the Lease's; they stop when ctx
+// is cancelled.
 func (m *Manager) startInformers(ctx context.Context) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, f := range m.factories {
 		f.StartWithContext(ctx)
 	}
+	m.leases.StartWithContext(ctx)
 }
 
 // waitForSync waits until every informer has synced; false if ctx ended first.
@@ -152,6 +154,7 @@ func (m *Manager) shutdownInformers() {
 	for _, f := range m.factories {
 		f.Shutdown()
 	}
+	m.leases.Shutdown()
 }
 
 // canClusterWide is an access check at cluster scope, which Client.Can does

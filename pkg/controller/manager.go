@@ -153,6 +153,9 @@ type Manager struct {
 	synced           atomic.Bool
 	round            atomic.Pointer[leaseGate] // the current election round
 	observedLeader   atomic.Pointer[string]
+
+	leases   informers.SharedInformerFactory // the Lease alone: newLeaseInformer
+	released chan struct{}                   // the Lease was given back (buffer 1)
 }
 
 // New builds a Manager on c's config, HTTP client and namespace, for a Lease
@@ -197,11 +200,14 @@ func newManager(cs kubernetes.Interface, namespace string, can accessFunc, lease
 	if o.logger == nil {
 		o.logger = slog.Default()
 	}
-	return &Manager{
+	m := &Manager{
 		cs: cs, namespace: namespace, leaseName: leaseName, identity: o.identity, can: can, o: o,
 		log:       o.logger.With("lease", namespace+"/"+leaseName, "identity", o.identity),
 		factories: map[string]informers.SharedInformerFactory{},
-	}, nil
+		released:  make(chan struct{}, 1),
+	}
+	m.leases = m.newLeaseInformer()
+	return m, nil
 }
 
 // validate checks the options the way client-go's NewLeaderElector does, and

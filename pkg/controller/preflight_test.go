@@ -67,6 +67,8 @@ func TestAccessNeeded(t *testing.T) {
 		"app get coordination.k8s.io leases test-lease",
 		"app create coordination.k8s.io leases ",
 		"app update coordination.k8s.io leases test-lease",
+		"app list coordination.k8s.io leases test-lease",
+		"app watch coordination.k8s.io leases test-lease",
 		"app patch  configmaps ",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
@@ -93,7 +95,7 @@ func TestPreflightRecheck(t *testing.T) {
 	var round atomic.Int32 // counts checks of list configmaps: one per round
 	readyzDuring := make(chan string, 1)
 	m.can = func(_ context.Context, a authorizationv1.ResourceAttributes) (incluster.Decision, error) {
-		if a.Verb == "list" {
+		if a.Verb == "list" && a.Resource == "configmaps" {
 			n := round.Add(1)
 			if n == 3 { // rounds 1 and 2 have ended: look at /readyz
 				code, body := probe(m, "/readyz")
@@ -103,7 +105,7 @@ func TestPreflightRecheck(t *testing.T) {
 		switch r := round.Load(); {
 		case r == 3:
 			return incluster.Decision{}, errors.New("connection refused")
-		case a.Verb == "watch" && r <= 3:
+		case a.Verb == "watch" && a.Resource == "configmaps" && r <= 3:
 			return incluster.Decision{Allowed: false}, nil
 		}
 		return incluster.Decision{Allowed: true}, nil
