@@ -41,11 +41,13 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w" -o $(OUT)/bin/demo ./cmd/demo
 
 ## test: unit tests with the race detector. No root, no cluster. Also the
-## tests of the tools in hack/cmd (their own module) and of hack/host-state.sh.
+## tests of the tools in hack/cmd (their own module), of hack/host-state.sh,
+## and the arm64 and multi-platform images (hack/test-images.sh).
 test:
 	$(GO) test -race -count=1 ./...
 	cd hack && $(GO) test -race -count=1 $$($(GO) list -f '{{if .TestGoFiles}}{{.ImportPath}}{{end}}' ./cmd/...)
 	hack/test-host-state.sh
+	hack/test-images.sh
 
 ## bench: latency, connections, memory, size, load and init cost against the
 ## local cluster, next to curl, kubectl and client-go (root); writes bench/results.md.
@@ -61,7 +63,8 @@ fuzz:
 lint:
 	hack/lint.sh
 
-## image: the demo and example-controller images as docker-archive tarballs in $(OUT)/images/.
+## image: the demo and example-controller images as tarballs in $(OUT)/images/, for
+## this host's platform or PLATFORMS (e.g. linux/amd64,linux/arm64: one image index).
 image:
 	hack/images.sh demo
 

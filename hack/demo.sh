@@ -9,6 +9,8 @@
 set -euo pipefail
 
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=hack/lib.sh
+. "${HACK_DIR}/lib.sh" # bash 4.4 or newer (macOS: brew install bash)
 ROOT=$(cd "${HACK_DIR}/.." && pwd)
 NS=incluster-demo
 POD=incluster-demo

@@ -45,6 +45,8 @@
 set -euo pipefail
 
 HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=hack/lib.sh
+. "${HACK_DIR}/lib.sh" # bash 4.4 or newer (macOS: brew install bash); go_arch
 ROOT=$(cd "${HACK_DIR}/.." && pwd)
 KIND_VERSION=v0.33.0
 KIND_CLUSTER=${KIND_CLUSTER:-incluster}
@@ -197,6 +199,17 @@ check() { # check [FILE]: kind's loader and the project's rules, no Docker
 		-patch "${HACK_DIR}/kind-offline.yaml" -out "${OFFLINE_CONFIG}" "${file}"
 }
 
+# node_platform: linux/ARCH of the kind node: its container's machine when
+# the cluster exists, else the Docker engine's (kind runs the node image for
+# it: linux/arm64 under Docker Desktop on Apple silicon).
+node_platform() {
+	local m arch
+	m=$(docker exec "${KIND_CLUSTER}-control-plane" uname -m 2>/dev/null) ||
+		m=$(docker info --format '{{.Architecture}}') || die "docker info failed: cannot tell the node's architecture"
+	arch=$(go_arch "${m}") || die "the images cannot be built for this node (set PLATFORMS to override)"
+	echo "linux/${arch}"
+}
+
 up() {
 	need_docker
 	check
@@ -204,8 +217,14 @@ up() {
 	# The node image first: it builds every image tarball (images.sh all).
 	if [[ ${KIND_NODE_IMAGE} == offline ]]; then offline_image; fi
 	# The demo and example-controller images of this tree, under ${DEMO_IMAGE}
-	# and ${CONTROLLER_IMAGE:-incluster-example-controller:dev} (quick when up to date).
-	"${HACK_DIR}/images.sh" demo
+	# and ${CONTROLLER_IMAGE:-incluster-example-controller:dev} (quick when up to date),
+	# for the node's platform, or PLATFORMS (e.g. linux/amd64,linux/arm64).
+	local node
+	node=$(node_platform)
+	if [[ -n ${PLATFORMS:-} && ",${PLATFORMS// /}," != *",${node},"* ]]; then
+		warn "PLATFORMS=${PLATFORMS} does not include the node's platform ${node}: the images will not run there"
+	fi
+	PLATFORMS=${PLATFORMS:-${node}} "${HACK_DIR}/images.sh" demo
 	local img tars=()
 	for img in ${KIND_IMAGES}; do
 		[[ -f ${IMAGES}/${img}.tar ]] || die "${IMAGES}/${img}.tar is missing: run hack/images.sh all"
