@@ -12,6 +12,9 @@ KIND_NODE_IMAGE ?=
 # by hack/go-env.sh), fetched by the go command from the module proxy.
 # go.mod still allows 1.26 for users of the library.
 GOTOOLCHAIN ?= $(file < hack/go-version)
+# KUBERNETES_VERSION, KIND_VERSION, COREDNS_VERSION: one place for the
+# versions of what hack/ builds and runs (hack/lib.sh reads it too).
+include hack/versions
 export DEMO_IMAGE GOTOOLCHAIN KIND_NODE_IMAGE
 
 .PHONY: help all build test lint image images cluster-up cluster-down cluster-status test-cluster e2e demo fuzz bench kind-check clean
@@ -24,8 +27,8 @@ export DEMO_IMAGE GOTOOLCHAIN KIND_NODE_IMAGE
 # lines. Plain awk, as macOS has it.
 help:
 	@echo 'usage: make TARGET [VARIABLE=value ...]  (see README.md)'
-	@awk -v out='$(OUT)' ' \
-		function show(name, text) { gsub(/\$$\(OUT\)/, out, text); \
+	@awk -v out='$(OUT)' -v kind='$(KIND_VERSION)' ' \
+		function show(name, text) { gsub(/\$$\(OUT\)/, out, text); gsub(/\$$\(KIND_VERSION\)/, kind, text); \
 			if (length(name) > 16) { printf "  %s\n", name; name = "" } \
 			printf "  %-16s %s\n", name, text } \
 		!in_doc && /^## [a-z][-a-z0-9]*( \/ [a-z][-a-z0-9]*)*:/ { \
@@ -92,7 +95,7 @@ cluster-down:
 cluster-status:
 	hack/local-cluster.sh status
 
-## kind-check: kind-config.yaml loads the way kind v0.33.0 loads it (no Docker needed).
+## kind-check: kind-config.yaml loads the way kind $(KIND_VERSION) loads it (no Docker needed).
 kind-check:
 	hack/kind.sh check
 

@@ -9,8 +9,8 @@
 # asserted: a missed target shows MISS. BENCH_ARGS adds flags (e.g.
 # "-runs 5 -load 100" for a quick smoke run).
 set -euo pipefail
-HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "${HACK_DIR}/.." && pwd)
+# shellcheck source=hack/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # HACK_DIR, ROOT, hack/versions, log/warn/die; bash 4.4+
 # shellcheck source=hack/go-env.sh
 . "$(dirname "${BASH_SOURCE[0]}")/go-env.sh"
 

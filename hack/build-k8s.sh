@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # build-k8s.sh: build the local cluster's binaries from the Go module proxy.
 #
-# Output: ${INCLUSTER_CACHE:-/var/cache/incluster}/k8s-v1.37.2/bin/
+# Output: ${INCLUSTER_CACHE:-/var/cache/incluster}/k8s-${KUBERNETES_VERSION}/bin/
+# (KUBERNETES_VERSION: hack/versions)
 #   kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy
 #   kubectl kubeadm (for the offline kind node image) etcd coredns
 # Versions are pinned by hack/go.mod + go.sum (Kubernetes, etcd) and
@@ -15,19 +16,17 @@ set -euo pipefail
 # otherwise mean a new 15-minute build.
 export GOTOOLCHAIN=local
 
-HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=hack/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SELF=${HACK_DIR}/$(basename "${BASH_SOURCE[0]}")
-K8S_VERSION=v1.37.2
-CACHE=${INCLUSTER_CACHE:-/var/cache/incluster}
-OUT=${CACHE}/k8s-${K8S_VERSION}
-BIN=${OUT}/bin
+K8S_VERSION=${KUBERNETES_VERSION}
+OUT=${INCLUSTER_CACHE}/k8s-${K8S_VERSION}
+BIN=${K8S_BIN}
 STAMP=${OUT}/stamp
 LOG=${OUT}/build.log
 
 K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl kubeadm)
 ALL_BINS=("${K8S_CMDS[@]}" etcd coredns)
-
-die() { echo "build-k8s.sh: $*" >&2; exit 1; }
 
 # sudo often drops /usr/local/go/bin from PATH.
 if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then PATH=/usr/local/go/bin:${PATH}; fi

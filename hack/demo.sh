@@ -8,14 +8,10 @@
 # demo's exit code.
 set -euo pipefail
 
-HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=hack/lib.sh
-. "${HACK_DIR}/lib.sh" # bash 4.4 or newer (macOS: brew install bash)
-ROOT=$(cd "${HACK_DIR}/.." && pwd)
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # bash 4.4 or newer (macOS: brew install bash)
 NS=incluster-demo
 POD=incluster-demo
-
-die() { echo "demo.sh: $*" >&2; exit 1; }
 
 what=${1:-${CLUSTER:-}}
 if [[ -z ${what} ]]; then
@@ -30,8 +26,7 @@ kind)
 	"${HACK_DIR}/kind.sh" up >&2
 	export KUBECONFIG=${ROOT}/_output/kind.kubeconfig
 	# The kubectl built with the local cluster, if there is one (no skew).
-	k8s_bin=${INCLUSTER_CACHE:-/var/cache/incluster}/k8s-v1.37.2/bin
-	if [[ -x ${k8s_bin}/kubectl ]]; then PATH=${k8s_bin}:${PATH}; fi
+	if [[ -x ${K8S_BIN}/kubectl ]]; then PATH=${K8S_BIN}:${PATH}; fi
 	;;
 *) die "usage: demo.sh [local|kind] (got '${what}')" ;;
 esac

@@ -33,17 +33,14 @@
 # PIDs in /run/incluster-docker, log in /var/lib/incluster-docker/dockerd.log.
 set -euo pipefail
 
-HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "${HACK_DIR}/.." && pwd)
+# shellcheck source=hack/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # HACK_DIR, ROOT, hack/versions, log/warn/die; bash 4.4+
 STATE=${INCLUSTER_DOCKER_STATE:-/var/lib/incluster-docker}
 RUN=/run/incluster-docker
 SOCK=${RUN}/docker.sock
 TOOLS=${ROOT}/_output/hack
 LOG=${STATE}/dockerd.log
 
-die() { echo "docker.sh: ERROR: $*" >&2; exit 1; }
-log() { echo "docker.sh: $*"; }
-warn() { echo "docker.sh: $*" >&2; }
 
 need_root() {
 	[[ ${EUID} -eq 0 ]] || die "'$1' must run as root (dockerd). Try: sudo $0 $1"

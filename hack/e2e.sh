@@ -20,13 +20,10 @@
 # _output/e2e-kind.results, which .ci/run compares).
 set -euo pipefail
 
-HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=hack/lib.sh
-. "${HACK_DIR}/lib.sh" # bash 4.4 or newer (macOS: brew install bash)
-ROOT=$(cd "${HACK_DIR}/.." && pwd)
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # HACK_DIR, ROOT, hack/versions, log/warn/die; bash 4.4+
 export DEMO_IMAGE=${DEMO_IMAGE:-incluster-demo:dev}
 
-die() { echo "e2e.sh: $*" >&2; exit 1; }
 # shellcheck source=hack/go-env.sh
 . "$(dirname "${BASH_SOURCE[0]}")/go-env.sh"
 
@@ -72,7 +69,7 @@ case ${what} in
 local)
 	"${HACK_DIR}/local-cluster.sh" up
 	eval "$("${HACK_DIR}/local-cluster.sh" env)" # KUBECONFIG and PATH, as hack/demo.sh and hack/bench.sh
-	export KUBECTL_IMAGE=${KUBECTL_IMAGE:-incluster.local/kubectl:v1.37.2}
+	export KUBECTL_IMAGE=${KUBECTL_IMAGE:-incluster.local/kubectl:${KUBERNETES_VERSION}}
 	# TestAPIServerRestart restarts the API server with this.
 	export E2E_RESTART_APISERVER="${HACK_DIR}/local-cluster.sh restart kube-apiserver"
 	# TestController SIGKILLs the leader's container with this.

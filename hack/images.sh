@@ -8,8 +8,9 @@
 #                 ./cmd/example-controller, entrypoint /example-controller
 #                 (built with demo.tar, by `demo` and `all`)
 #   pause.tar     incluster.local/pause:v1           hack/cmd/pause (pod sandbox)
-#   coredns.tar   incluster.local/coredns:v1.15.0    hack/coredns
-#   kubectl.tar   incluster.local/kubectl:v1.37.2    kubectl, entrypoint /bin/kubectl (as the official image)
+#   coredns.tar   incluster.local/coredns:COREDNS_VERSION    hack/coredns
+#   kubectl.tar   incluster.local/kubectl:KUBERNETES_VERSION kubectl, entrypoint /bin/kubectl (as the official image)
+# (the versions: hack/versions)
 #   dnscheck.tar  incluster.local/dnscheck:v1        hack/cmd/dnscheck
 #
 # Platforms: every image is a Linux image (GOOS=linux, GOARCH given,
@@ -34,19 +35,15 @@
 # `all` builds the Kubernetes binaries first if needed (hack/build-k8s.sh).
 set -euo pipefail
 
-HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=hack/lib.sh
-. "${HACK_DIR}/lib.sh"
-ROOT=$(cd "${HACK_DIR}/.." && pwd)
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # HACK_DIR, ROOT, hack/versions, log/warn/die; bash 4.4+
 OUT=${IMAGES_OUT:-${ROOT}/_output/images}
 TOOLS=${ROOT}/_output/hack # host-side helper binaries (mkimage)
 BIN=${IMAGES_OUT:+${IMAGES_OUT}/bin}
 BIN=${BIN:-${TOOLS}} # the images' binaries
-K8S_BIN=${INCLUSTER_CACHE:-/var/cache/incluster}/k8s-v1.37.2/bin
 DEMO_IMAGE=${DEMO_IMAGE:-incluster-demo:dev}
 CONTROLLER_IMAGE=${CONTROLLER_IMAGE:-incluster-example-controller:dev}
 
-die() { echo "images.sh: $*" >&2; exit 1; }
 
 what=${1:-demo}
 case ${what} in
@@ -159,6 +156,6 @@ if [[ ${what} == all ]]; then
 	gobuild "${HACK_DIR}" "${BIN}/dnscheck" ./cmd/dnscheck "${host}"
 	image pause incluster.local/pause:v1 -platform "${host}" -binary "${BIN}/pause" -path /pause
 	image dnscheck incluster.local/dnscheck:v1 -platform "${host}" -binary "${BIN}/dnscheck" -path /dnscheck
-	image coredns incluster.local/coredns:v1.15.0 -platform "${host}" -binary "${K8S_BIN}/coredns" -path /coredns
-	image kubectl incluster.local/kubectl:v1.37.2 -platform "${host}" -binary "${K8S_BIN}/kubectl" -path /bin/kubectl
+	image coredns "incluster.local/coredns:${COREDNS_VERSION}" -platform "${host}" -binary "${K8S_BIN}/coredns" -path /coredns
+	image kubectl "incluster.local/kubectl:${KUBERNETES_VERSION}" -platform "${host}" -binary "${K8S_BIN}/kubectl" -path /bin/kubectl
 fi

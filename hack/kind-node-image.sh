@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# kind-node-image.sh: build a kind node image for Kubernetes v1.37.2 from what
+# kind-node-image.sh: build a kind node image for Kubernetes (hack/versions) from what
 # these machines can reach (Debian's packages and the Go module proxy), with
 # no Docker and no registry. `kind build node-image` cannot do it offline: it
 # always fetches etcd, CoreDNS, pause and kindnetd from registries.
 #
-# Output, in ${INCLUSTER_CACHE:-/var/cache/incluster}/kind-node-v1.37.2/:
+# Output, in ${INCLUSTER_CACHE:-/var/cache/incluster}/kind-node-${KUBERNETES_VERSION}/:
 #   node.tar    the node's root file system, for
-#               `docker import -c 'ENTRYPOINT [...]' node.tar incluster.local/kind-node:v1.37.2`
+#               `docker import -c 'ENTRYPOINT [...]' node.tar incluster.local/kind-node:${KUBERNETES_VERSION}`
 #               (hack/kind.sh does it, with the ENTRYPOINT and ENV of kind's base image)
 #   node.stamp  a hash of every input; node.tar is rebuilt only when it changes
 #
@@ -27,7 +27,7 @@
 #     kube-proxy (with Debian's iptables, nft and conntrack), etcd
 #     (registry.k8s.io/etcd:3.7.0-0 holds etcd v3.7.3, as in the local
 #     cluster), pause (3.10.2 for kubeadm, 3.10 for kind's containerd config);
-#     and the local cluster's CoreDNS image (incluster.local/coredns:v1.15.0),
+#     and the local cluster's CoreDNS image (incluster.local/coredns:${COREDNS_VERSION}),
 #     which hack/kind.sh deploys in place of kubeadm's CoreDNS addon.
 #   - one change for these machines: containerd's unit asks for
 #     OOMScoreAdjust=-999, which needs CAP_SYS_RESOURCE (absent here); a
@@ -37,20 +37,17 @@
 # packages: 1 minute), seconds when only the Kubernetes binaries changed.
 set -euo pipefail
 
-HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "${HACK_DIR}/.." && pwd)
+# shellcheck source=hack/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # HACK_DIR, ROOT, hack/versions, log/warn/die; bash 4.4+
 SELF=${HACK_DIR}/$(basename "${BASH_SOURCE[0]}")
-K8S_VERSION=v1.37.2
-CACHE=${INCLUSTER_CACHE:-/var/cache/incluster}
-K8S_BIN=${CACHE}/k8s-${K8S_VERSION}/bin
+K8S_VERSION=${KUBERNETES_VERSION}
+CACHE=${INCLUSTER_CACHE}
 OUT=${CACHE}/kind-node-${K8S_VERSION}
 TOOLS=${ROOT}/_output/hack
 SUITE=bookworm
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 PACKAGES=systemd,jq,containerd,runc,containernetworking-plugins,conntrack,iptables,nftables,iproute2,ethtool,kmod,libseccomp2,pigz,ca-certificates,procps
 
-die() { echo "kind-node-image.sh: $*" >&2; exit 1; }
-log() { echo "kind-node-image.sh: $*"; }
 
 [[ ${EUID} -eq 0 ]] || die "must run as root (debootstrap and chroot). Try: sudo $0"
 "${HACK_DIR}/debs.sh" debootstrap jq containerd

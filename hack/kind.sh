@@ -21,9 +21,10 @@
 #
 # up, down and e2e need Docker. kind is the one in PATH, else
 # _output/bin/kind, built from the Go module proxy (go install
-# sigs.k8s.io/kind@KIND_VERSION) when missing or of another version. The node
-# image in kind-config.yaml is the one published with KIND_VERSION: change
-# both together (hack/go.mod pins the same kind for kindcheck).
+# sigs.k8s.io/kind@KIND_VERSION, from hack/versions) when missing or of another
+# version. The node image in kind-config.yaml is the one published with
+# KIND_VERSION: change both together (hack/go.mod pins the same kind for
+# kindcheck; make lint checks that it does).
 # In kind the proxy sidecar uses the official kubectl image (KUBECTL_IMAGE
 # below), which the node pulls from registry.k8s.io.
 #
@@ -31,7 +32,7 @@
 # engine (this project's CI; root). Everything above, with these differences:
 #   - Docker: if none answers, hack/docker.sh starts a private dockerd; down
 #     stops it and restores the host;
-#   - node image: incluster.local/kind-node:v1.37.2, built by
+#   - node image: incluster.local/kind-node:KUBERNETES_VERSION, built by
 #     hack/kind-node-image.sh from Debian packages and the local cluster's
 #     Kubernetes binaries, imported into Docker when its inputs changed;
 #   - config: kind-config.yaml plus hack/kind-offline.yaml (the patches these
@@ -40,15 +41,13 @@
 #     bridge CNI config written from the node's podCIDR, and the local
 #     cluster's CoreDNS (hack/manifests/coredns.yaml) at kubelet's clusterDNS;
 #   - images loaded: KIND_IMAGES plus kubectl (the proxy sidecar uses
-#     incluster.local/kubectl:v1.37.2); CoreDNS's is in the node image.
+#     incluster.local/kubectl:KUBERNETES_VERSION); CoreDNS's is in the node image.
+#   (the versions, KIND_VERSION among them: hack/versions)
 # Any other KIND_NODE_IMAGE is passed to kind create cluster as --image.
 set -euo pipefail
 
-HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=hack/lib.sh
-. "${HACK_DIR}/lib.sh" # bash 4.4 or newer (macOS: brew install bash); go_arch
-ROOT=$(cd "${HACK_DIR}/.." && pwd)
-KIND_VERSION=v0.33.0
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # HACK_DIR, ROOT, hack/versions, log/warn/die; bash 4.4+
 KIND_CLUSTER=${KIND_CLUSTER:-incluster}
 KIND_IMAGES=${KIND_IMAGES:-demo example-controller}
 CONFIG=${ROOT}/kind-config.yaml
@@ -56,20 +55,17 @@ KUBECONFIG_OUT=${ROOT}/_output/kind.kubeconfig
 IMAGES=${ROOT}/_output/images
 BIN=${ROOT}/_output/bin   # kind, when built here
 TOOLS=${ROOT}/_output/hack # host-side helper binaries (kindcheck)
-KUBECTL_IMAGE=registry.k8s.io/kubectl:v1.37.2
+KUBECTL_IMAGE=registry.k8s.io/kubectl:${KUBERNETES_VERSION}
 KIND_NODE_IMAGE=${KIND_NODE_IMAGE:-}
-OFFLINE_IMAGE=incluster.local/kind-node:v1.37.2
-OFFLINE_DIR=${INCLUSTER_CACHE:-/var/cache/incluster}/kind-node-v1.37.2 # hack/kind-node-image.sh
+OFFLINE_IMAGE=incluster.local/kind-node:${KUBERNETES_VERSION}
+OFFLINE_DIR=${INCLUSTER_CACHE}/kind-node-${KUBERNETES_VERSION} # hack/kind-node-image.sh
 OFFLINE_CONFIG=${ROOT}/_output/kind-offline-config.yaml
-K8S_BIN=${INCLUSTER_CACHE:-/var/cache/incluster}/k8s-v1.37.2/bin
 export DEMO_IMAGE=${DEMO_IMAGE:-incluster-demo:dev}
 if [[ ${KIND_NODE_IMAGE} == offline ]]; then
-	KUBECTL_IMAGE=incluster.local/kubectl:v1.37.2
+	KUBECTL_IMAGE=incluster.local/kubectl:${KUBERNETES_VERSION}
 	[[ " ${KIND_IMAGES} " == *" kubectl "* ]] || KIND_IMAGES+=" kubectl"
 fi
 
-die() { echo "kind.sh: $*" >&2; exit 1; }
-warn() { echo "kind.sh: warning: $*" >&2; }
 
 # shellcheck source=hack/go-env.sh
 . "$(dirname "${BASH_SOURCE[0]}")/go-env.sh"

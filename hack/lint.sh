@@ -10,8 +10,10 @@
 #                (pinned in hack/tools/go.mod)
 #   tls          no code turns TLS verification off (InsecureSkipVerify)
 #   license      every Go file and script has the SPDX header (hack/license.sh)
-#   kind config  kind-config.yaml loads as kind v0.33.0 loads it, alone and
-#                with hack/kind-offline.yaml (hack/kind.sh check)
+#   kind config  kind-config.yaml loads as kind (KIND_VERSION of hack/versions)
+#                loads it, alone and with hack/kind-offline.yaml (hack/kind.sh check)
+#   versions     the go.mod files and manifests pin the versions of
+#                hack/versions (hack/versions.sh check)
 # govulncheck uses https://vuln.go.dev when it can reach it, else the
 # snapshot of the Go vulnerability database in the golang.org/x/vulndb module
 # pinned below (served by the Go module proxy), and says which it used.
@@ -86,6 +88,7 @@ step actionlint actionlint_all
 step "tls verification" tls_verify
 step license hack/license.sh check
 step "kind config" hack/kind.sh check
+step versions hack/versions.sh check
 
 if ((${#failed[@]})); then
 	echo "lint: FAILED: ${failed[*]}"

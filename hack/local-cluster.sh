@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # local-cluster.sh up|down|status|env|deps|restart: a real single-node Kubernetes
-# v1.37.2 cluster as host processes, with no Docker and no registry.
+# cluster (KUBERNETES_VERSION of hack/versions) as host processes, with no Docker and no registry.
 #
 #   up      install missing Debian packages, build binaries and images if
 #           needed, start etcd, kube-apiserver, kube-controller-manager,
@@ -36,10 +36,11 @@
 # (logs in logs/<component>.log). Binaries: hack/build-k8s.sh.
 set -euo pipefail
 
-HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "${HACK_DIR}/.." && pwd)
+LOG_PREFIX=local-cluster
+# shellcheck source=hack/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # HACK_DIR, ROOT, hack/versions, log/warn/die; bash 4.4+
 STATE=${INCLUSTER_STATE:-/var/lib/incluster-cluster}
-BIN=${INCLUSTER_CACHE:-/var/cache/incluster}/k8s-v1.37.2/bin
+BIN=${K8S_BIN}
 IMAGES=${ROOT}/_output/images
 TOOLS=${ROOT}/_output/hack
 
@@ -79,13 +80,6 @@ SYSCTLS=(
 )
 DEBS=(containerd runc containernetworking-plugins iptables nftables openssl conntrack)
 CNI_BIN=/usr/lib/cni
-
-log() { echo "local-cluster: $*"; }
-warn() { echo "local-cluster: $*" >&2; }
-die() {
-	echo "local-cluster: ERROR: $*" >&2
-	exit 1
-}
 
 need_root() {
 	[[ ${EUID} -eq 0 ]] || die "'$1' must run as root (the cluster runs containerd and kubelet as root and changes iptables, a bridge, mounts, cgroups and sysctls; its state is root's). Try: sudo $0 $1"
@@ -622,7 +616,7 @@ on_up_exit() {
 print_usage() {
 	cat <<EOF
 
-The cluster runs (Kubernetes v1.37.2, node ${NODE_NAME}). Use it with:
+The cluster runs (Kubernetes ${KUBERNETES_VERSION}, node ${NODE_NAME}). Use it with:
   eval "\$($0 env)"
   kubectl get nodes
   kubectl run demo --image=${DEMO_IMAGE:-incluster-demo:dev} --restart=Never --image-pull-policy=Never

@@ -24,10 +24,8 @@
 # later runs take seconds.
 set -euo pipefail
 
-HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=hack/lib.sh
-. "${HACK_DIR}/lib.sh"
-ROOT=$(cd "${HACK_DIR}/.." && pwd)
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # HACK_DIR, ROOT, hack/versions, log/warn/die; bash 4.4+
 MKIMAGE=${ROOT}/_output/hack/mkimage # built by images.sh
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/incluster-test-images.XXXXXX")
 trap 'rm -rf "${WORK}"' EXIT

@@ -18,8 +18,8 @@
 # Exit status: 0 when every check passed. Root required.
 set -euo pipefail
 
-HACK_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "${HACK_DIR}/.." && pwd)
+# shellcheck source=hack/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # HACK_DIR, ROOT, hack/versions, log/warn/die; bash 4.4+
 CLUSTER=${HACK_DIR}/local-cluster.sh
 DEMO_IMAGE=${DEMO_IMAGE:-incluster-demo:dev}
 WORK=$(mktemp -d /tmp/incluster-test.XXXXXX)
