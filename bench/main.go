@@ -59,6 +59,8 @@ var (
 	runs       = flag.Int("runs", 20, "runs per command for the latency medians")
 	loadN      = flag.Int("load", 1000, "GETs per load test")
 	out        = flag.String("out", "", "also write the table to this file")
+	cacheNs    = flag.String("cache", "1000,10000", "numbers of ConfigMaps for the cache-sync comparison (\"\" skips it)")
+	cacheRuns  = flag.Int("cache-runs", 5, "runs per program and number of ConfigMaps")
 )
 
 func main() {
@@ -93,7 +95,7 @@ func run() error {
 	}
 	defer cleanup()
 
-	minimal, err := buildMinimal()
+	minimal, err := buildCmd("minimal")
 	if err != nil {
 		return err
 	}
@@ -149,7 +151,7 @@ func run() error {
 	}
 
 	// 2. Connections per report, at the TCP level through a counting proxy.
-	conns, err := pod.countConnections([]string{*demoBin, "-o", "json"})
+	conns, _, err := pod.throughProxy([]string{*demoBin, "-o", "json"})
 	if err != nil {
 		return err
 	}
@@ -201,6 +203,13 @@ func run() error {
 	}
 	add("package init (GODEBUG=inittrace=1)", fmt.Sprintf("%.2f ms", initMS), "< 10 ms", ptr(initMS < 10))
 
+	// 6. Controller scale: filling a cache.
+	if *cacheNs != "" {
+		if err := cacheSync(ctx, cs, pod, add); err != nil {
+			return err
+		}
+	}
+
 	var b strings.Builder
 	fmt.Fprintf(&b, "# make bench\n\n%s, Kubernetes %s, %d runs per latency, %d GETs per load test.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), pod.version, *runs, *loadN)
 	b.WriteString("| what | measured | target | |\n|---|---|---|---|\n")
@@ -245,7 +254,11 @@ func setup(ctx context.Context, cs kubernetes.Interface, admin *rest.Config) (*f
 		return fail(err)
 	}
 	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "bench"}, Rules: []rbacv1.PolicyRule{
-		{APIGroups: []string{""}, Resources: []string{"pods", "configmaps"}, Verbs: []string{"get", "list"}}}}
+		{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list"}},
+		// cmd/cachesync: informers on configmaps; the library's preflight
+		// also checks what its leader election would need.
+		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list", "watch"}},
+		{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "list", "watch", "create", "update"}}}}
 	binding := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "bench"},
 		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "bench"},
 		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa.Name}}}
@@ -316,48 +329,70 @@ func (p *fakePod) command(host, port string, argv []string) *exec.Cmd {
 var rssLine = regexp.MustCompile(`incluster-bench-maxrss=([0-9]+)`)
 
 // measure runs argv runs times (after two warm-up runs) and returns the
-// median wall time and the largest peak RSS. The RSS comes from GNU time,
-// which forks the command from its own small process: the rusage of a
-// process that Go starts directly also counts the memory of the Go parent
-// it was forked from (Linux keeps the pre-exec high-water mark).
+// median wall time and the largest peak RSS.
 func (p *fakePod) measure(argv []string, runs int) (time.Duration, int64, error) {
-	var times []time.Duration
+	rs, err := p.measureRuns(argv, runs)
+	if err != nil {
+		return 0, 0, err
+	}
+	times := make([]time.Duration, len(rs))
 	var maxRSS int64
-	argv = append([]string{"/usr/bin/time", "-f", "incluster-bench-maxrss=%M"}, argv...)
-	for i := -2; i < runs; i++ {
-		cmd := p.command(p.host, p.port, argv)
-		var stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = io.Discard, &stderr
-		start := time.Now()
-		if err := cmd.Run(); err != nil {
-			return 0, 0, fmt.Errorf("%v: %s", err, strings.TrimSpace(stderr.String()))
-		}
-		d := time.Since(start)
-		if i < 0 {
-			continue
-		}
-		times = append(times, d)
-		m := rssLine.FindStringSubmatch(stderr.String())
-		if m == nil {
-			return 0, 0, fmt.Errorf("no peak RSS from /usr/bin/time: %s", stderr.String())
-		}
-		if kb, _ := strconv.ParseInt(m[1], 10, 64); kb*1024 > maxRSS {
-			maxRSS = kb * 1024
-		}
+	for i, r := range rs {
+		times[i] = r.wall
+		maxRSS = max(maxRSS, r.rss)
 	}
 	slices.Sort(times)
 	return times[len(times)/2], maxRSS, nil
 }
 
-// countConnections runs argv once with the API server behind a TCP proxy
-// on 127.0.0.1 and returns how many connections it opened.
-func (p *fakePod) countConnections(argv []string) (int, error) {
+// runResult is one run of measureRuns.
+type runResult struct {
+	wall   time.Duration
+	rss    int64
+	stdout []byte
+}
+
+// measureRuns runs argv runs times after two warm-up runs and returns each
+// run's wall time, peak RSS and output. The RSS comes from GNU time, which
+// forks the command from its own small process: the rusage of a process
+// that Go starts directly also counts the memory of the Go parent it was
+// forked from (Linux keeps the pre-exec high-water mark).
+func (p *fakePod) measureRuns(argv []string, runs int) ([]runResult, error) {
+	var rs []runResult
+	argv = append([]string{"/usr/bin/time", "-f", "incluster-bench-maxrss=%M"}, argv...)
+	for i := -2; i < runs; i++ {
+		cmd := p.command(p.host, p.port, argv)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		start := time.Now()
+		if err := cmd.Run(); err != nil {
+			return nil, fmt.Errorf("%v: %s", err, strings.TrimSpace(stderr.String()))
+		}
+		d := time.Since(start)
+		if i < 0 {
+			continue
+		}
+		m := rssLine.FindStringSubmatch(stderr.String())
+		if m == nil {
+			return nil, fmt.Errorf("no peak RSS from /usr/bin/time: %s", stderr.String())
+		}
+		kb, _ := strconv.ParseInt(m[1], 10, 64)
+		rs = append(rs, runResult{wall: d, rss: kb * 1024, stdout: stdout.Bytes()})
+	}
+	return rs, nil
+}
+
+// throughProxy runs argv once with the API server behind a TCP proxy on
+// 127.0.0.1 and returns how many connections it opened and how many bytes
+// (TLS included) it read from the server.
+func (p *fakePod) throughProxy(argv []string) (conns int, read int64, err error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer l.Close()
 	var n atomic.Int32
+	var bytesIn atomic.Int64
 	var wg sync.WaitGroup
 	go func() {
 		for {
@@ -374,18 +409,19 @@ func (p *fakePod) countConnections(argv []string) (int, error) {
 				}
 				defer up.Close()
 				go func() { _, _ = io.Copy(up, c); _ = up.(*net.TCPConn).CloseWrite() }()
-				_, _ = io.Copy(c, up)
+				b, _ := io.Copy(c, up)
+				bytesIn.Add(b)
 			})
 		}
 	}()
 	_, port, _ := net.SplitHostPort(l.Addr().String())
 	cmd := p.command("127.0.0.1", port, argv)
 	if outb, err := cmd.CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("%v: %s", err, outb)
+		return 0, 0, fmt.Errorf("%v: %s", err, outb)
 	}
 	l.Close()
 	wg.Wait()
-	return int(n.Load()), nil
+	return int(n.Load()), bytesIn.Load(), nil
 }
 
 // load times *loadN GETs of a ConfigMap, sequential and from 16 goroutines,
@@ -534,17 +570,18 @@ func initCost(bin string) (float64, error) {
 	return total, nil
 }
 
-// buildMinimal builds cmd/minimal stripped, as the demo is.
-func buildMinimal() (string, error) {
-	dir, err := os.MkdirTemp("", "incluster-bench-minimal")
+// buildCmd builds bench/cmd/NAME stripped, as the demo is, into a new
+// temporary folder.
+func buildCmd(name string) (string, error) {
+	dir, err := os.MkdirTemp("", "incluster-bench-"+name)
 	if err != nil {
 		return "", err
 	}
-	bin := filepath.Join(dir, "minimal")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/minimal")
+	bin := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/"+name)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/minimal: %v\n%s", err, b)
+		return "", fmt.Errorf("go build ./cmd/%s: %v\n%s", name, err, b)
 	}
 	return bin, nil
 }
