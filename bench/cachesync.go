@@ -5,8 +5,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"hash/crc32"
+	mathrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,29 +22,63 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
+// controllerBinaries adds the sizes of the example controller and of the
+// same controller written with controller-runtime (cmd/crcontroller), both
+// stripped. The example's image holds its binary and nothing else.
+func controllerBinaries(add func(what, value, target string, ok *bool)) error {
+	size := func(pkg, name string) (int64, error) {
+		bin, err := buildPkg(pkg, name)
+		if err != nil {
+			return 0, err
+		}
+		defer os.RemoveAll(filepath.Dir(bin))
+		st, err := os.Stat(bin)
+		if err != nil {
+			return 0, err
+		}
+		return st.Size(), nil
+	}
+	ex, err := size("github.com/incluster/incluster/cmd/example-controller", "example-controller")
+	if err != nil {
+		return err
+	}
+	cr, err := size("./cmd/crcontroller", "crcontroller")
+	if err != nil {
+		return err
+	}
+	add("binary: example controller (stripped; its image is this binary alone)", mb(ex), "", nil)
+	add("binary: the same controller on controller-runtime (stripped)", fmt.Sprintf("%s (example %.2fx)", mb(cr), float64(ex)/float64(cr)), "", nil)
+	return nil
+}
+
 // cacheModes are cmd/cachesync's programs, in the table's order.
-var cacheModes = []struct{ mode, label string }{
-	{"incluster", "library (controller.Manager informer)"},
-	{"client-go", "client-go defaults (typed informer, QPS 5)"},
-	{"controller-runtime", "controller-runtime cache (DefaultNamespaces)"},
+var cacheModes = []struct{ mode, tag, label string }{
+	{"incluster", "incluster", "library (controller.Manager informer)"},
+	{"client-go", "clientgo", "client-go defaults (typed informer, QPS 5)"},
+	{"controller-runtime", "controllerruntime", "controller-runtime cache (DefaultNamespaces)"},
 }
 
 // cacheStats are one program's runs for one number of ConfigMaps.
 type cacheStats struct {
 	wall, rss, heap []float64 // seconds, bytes, bytes
+	initRSS         float64   // peak RSS of the binary exiting at once (-init-only)
 	read            int64     // bytes from the API server, one run through the proxy
 }
 
 // cacheSync fills the fake pod's namespace with N ConfigMaps for each N of
-// -cache, runs cmd/cachesync in each mode -cache-runs times (exec to exit:
+// -cache, runs each build of cmd/cachesync -cache-runs times (exec to exit:
 // the program exits once its cache has synced), and adds a row per program
 // and the goals of the library against the two others.
 func cacheSync(ctx context.Context, cs kubernetes.Interface, pod *fakePod, add func(what, value, target string, ok *bool)) error {
-	bin, err := buildCmd("cachesync")
-	if err != nil {
-		return err
+	bins := map[string]string{}
+	for _, m := range cacheModes {
+		bin, err := buildPkg("./cmd/cachesync", "cachesync-"+m.mode, "-tags", m.tag)
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(filepath.Dir(bin))
+		bins[m.mode] = bin
 	}
-	defer os.RemoveAll(filepath.Dir(bin))
 	var counts []int
 	for _, f := range strings.Split(*cacheNs, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -56,12 +93,19 @@ func cacheSync(ctx context.Context, cs kubernetes.Interface, pod *fakePod, add f
 		}
 		res := map[string]*cacheStats{}
 		for _, m := range cacheModes {
-			argv := []string{bin, "-mode=" + m.mode}
+			argv := []string{bins[m.mode]}
 			rs, err := pod.measureRuns(argv, *cacheRuns)
 			if err != nil {
 				return fmt.Errorf("cachesync -mode=%s, %d ConfigMaps: %w", m.mode, n, err)
 			}
 			st := &cacheStats{}
+			initRuns, err := pod.measureRuns([]string{bins[m.mode], "-init-only"}, 3)
+			if err != nil {
+				return fmt.Errorf("cachesync -init-only (%s): %w", m.mode, err)
+			}
+			for _, r := range initRuns {
+				st.initRSS = max(st.initRSS, float64(r.rss))
+			}
 			for _, r := range rs {
 				var out struct {
 					Objects     int     `json:"objects"`
@@ -86,8 +130,8 @@ func cacheSync(ctx context.Context, cs kubernetes.Interface, pod *fakePod, add f
 			}
 			res[m.mode] = st
 			add(fmt.Sprintf("cache sync, %d ConfigMaps: %s", n, m.label),
-				fmt.Sprintf("%s s exec to synced; peak RSS %s MiB; heap after GC %.1f MiB; %.1f MB read",
-					spread(st.wall, 1, "%.2f"), spread(st.rss, 1<<20, "%.1f"), median(st.heap)/(1<<20), float64(st.read)/1e6), "", nil)
+				fmt.Sprintf("%s s exec to synced; peak RSS %s MiB (%.1f MiB of it at start: binary and package init); heap after GC %.1f MiB; %.1f MB read",
+					spread(st.wall, 1, "%.2f"), spread(st.rss, 1<<20, "%.1f"), st.initRSS/(1<<20), median(st.heap)/(1<<20), float64(st.read)/1e6), "", nil)
 		}
 		lib, cg, cr := res["incluster"], res["client-go"], res["controller-runtime"]
 		rssCG, rssCR := median(lib.rss)/median(cg.rss), median(lib.rss)/median(cr.rss)
@@ -102,9 +146,19 @@ func cacheSync(ctx context.Context, cs kubernetes.Interface, pod *fakePod, add f
 
 // fillConfigMaps makes the ConfigMaps bench-00000 ... up to n of them in ns
 // with server-side apply (so that they carry managedFields, as real objects
-// do), about 1 KiB of data each. Applying one that exists changes nothing.
+// do), 1 KiB of random base64 data each: the API server gzips large
+// answers, and repeated bytes would shrink to nothing. Applying one that
+// exists with the same data changes nothing; its data is derived from its
+// name.
 func fillConfigMaps(ctx context.Context, cs kubernetes.Interface, ns string, n int) error {
-	data := strings.Repeat("0123456789abcdef", 64) // 1 KiB
+	data := func(name string) string {
+		r := mathrand.New(mathrand.NewPCG(uint64(len(name)), uint64(crc32.ChecksumIEEE([]byte(name)))))
+		b := make([]byte, 768)
+		for i := range b {
+			b[i] = byte(r.Uint32())
+		}
+		return base64.StdEncoding.EncodeToString(b) // 1024 characters
+	}
 	names := make(chan string)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -112,7 +166,7 @@ func fillConfigMaps(ctx context.Context, cs kubernetes.Interface, ns string, n i
 	for range 16 {
 		wg.Go(func() {
 			for name := range names {
-				cm := corev1ac.ConfigMap(name, ns).WithLabels(map[string]string{"bench": "cachesync"}).WithData(map[string]string{"data": data})
+				cm := corev1ac.ConfigMap(name, ns).WithLabels(map[string]string{"bench": "cachesync"}).WithData(map[string]string{"data": data(name)})
 				if _, err := cs.CoreV1().ConfigMaps(ns).Apply(ctx, cm, metav1.ApplyOptions{FieldManager: "incluster-bench", Force: true}); err != nil {
 					mu.Lock()
 					if firstErr == nil {

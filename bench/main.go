@@ -203,7 +203,10 @@ func run() error {
 	}
 	add("package init (GODEBUG=inittrace=1)", fmt.Sprintf("%.2f ms", initMS), "< 10 ms", ptr(initMS < 10))
 
-	// 6. Controller scale: filling a cache.
+	// 6. Controller scale: the binaries, then filling a cache.
+	if err := controllerBinaries(add); err != nil {
+		return err
+	}
 	if *cacheNs != "" {
 		if err := cacheSync(ctx, cs, pod, add); err != nil {
 			return err
@@ -572,16 +575,20 @@ func initCost(bin string) (float64, error) {
 
 // buildCmd builds bench/cmd/NAME stripped, as the demo is, into a new
 // temporary folder.
-func buildCmd(name string) (string, error) {
+func buildCmd(name string) (string, error) { return buildPkg("./cmd/"+name, name) }
+
+// buildPkg builds the command pkg stripped, as name in a new temporary
+// folder, with more go build flags if given.
+func buildPkg(pkg, name string, flags ...string) (string, error) {
 	dir, err := os.MkdirTemp("", "incluster-bench-"+name)
 	if err != nil {
 		return "", err
 	}
 	bin := filepath.Join(dir, name)
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/"+name)
+	cmd := exec.Command("go", append(append([]string{"build", "-trimpath", "-ldflags=-s -w", "-o", bin}, flags...), pkg)...)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/%s: %v\n%s", name, err, b)
+		return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
 	}
 	return bin, nil
 }

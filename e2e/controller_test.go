@@ -3,8 +3,10 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -242,6 +244,33 @@ func (e *controllerEnv) probe(ctx context.Context, pod, path string) (int, strin
 	return code, strings.TrimSpace(string(body))
 }
 
+// followLog streams a pod's log from now on; the function it returns waits
+// up to 5 s for the stream to end (the container exited) and returns what
+// it got.
+func (e *controllerEnv) followLog(pod string) func() string {
+	var buf bytes.Buffer
+	done := make(chan struct{})
+	since := metav1.Now()
+	go func() {
+		defer close(done)
+		rc, err := client.CoreV1().Pods(e.ns).GetLogs(pod, &corev1.PodLogOptions{Follow: true, SinceTime: &since}).Stream(e.t.Context())
+		if err != nil {
+			fmt.Fprintf(&buf, "(log of %s: %v)", pod, err)
+			return
+		}
+		defer rc.Close()
+		_, _ = io.Copy(&buf, rc)
+	}()
+	return func() string {
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			return "(the log stream had not ended)"
+		}
+		return buf.String()
+	}
+}
+
 func (e *controllerEnv) logs(ctx context.Context, pod string) string {
 	raw, err := client.CoreV1().Pods(e.ns).GetLogs(pod, &corev1.PodLogOptions{}).DoRaw(ctx)
 	if err != nil {
@@ -407,15 +436,17 @@ func TestController(t *testing.T) {
 		for i := range 5 {
 			leader := leaderPod()
 			oldHolder := e.holder(ctx)
+			oldLog := e.followLog(leader) // its pod is gone once the handoff is done
 			deleted := time.Now()
 			if err := client.CoreV1().Pods(e.ns).Delete(ctx, leader, metav1.DeleteOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			holder, at := e.waitHolder(60*time.Second, func(h string) bool { return h != oldHolder && podOf(h) != leader })
 			secs = append(secs, at.Sub(deleted).Seconds())
-			t.Logf("handoff %d: deleted %s, new holder %s after %.2f s", i+1, leader, holder, at.Sub(deleted).Seconds())
-			if at.Sub(deleted) > 500*time.Millisecond { // slower than the watch path: say why
-				t.Logf("handoff %d took longer than a watch event; the new holder's log:\n%s", i+1, lastLines(e.logs(ctx, podOf(holder)), 8))
+			t.Logf("handoff %d: deleted %s at %s, new holder %s after %.2f s", i+1, leader, deleted.UTC().Format("15:04:05.000"), holder, at.Sub(deleted).Seconds())
+			if at.Sub(deleted) > 500*time.Millisecond { // slower than the watch path: say where the time went
+				t.Logf("handoff %d took longer than a watch event; the old leader's log:\n%s\nthe new holder's:\n%s",
+					i+1, lastLines(oldLog(), 5), lastLines(e.logs(ctx, podOf(holder)), 6))
 			}
 			e.waitReady(2, 2*time.Minute)
 		}
