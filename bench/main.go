@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 
 // Command bench is make bench: it measures the demo and the library against
-// curl, kubectl, a minimal client-go program and client-go's defaults, side
-// by side in one run against a real cluster, and prints a Markdown table
-// (also written to -out). Timings are reported, never asserted: a missed
+// curl, kubectl, a minimal client-go program and client-go's defaults, and
+// at controller scale against controller-runtime (cachesync.go), side by
+// side in one run against a real cluster, and prints a Markdown table (also
+// written to -out). Timings are reported, never asserted: a missed
 // target is marked MISS in the table.
 //
 // Every process runs as if in a pod: in a private mount namespace where a

@@ -4,10 +4,14 @@
 # and its image as shipped, and runs bench/ (a Go program) against the
 # cluster: latency of the demo next to curl, kubectl and a minimal client-go
 # program; connections per report; memory and sizes; 1,000 GETs with the
-# library vs client-go's defaults vs raw net/http; package-init cost. The
-# table goes to stdout and to bench/results.md. Timings are reported, not
-# asserted: a missed target shows MISS. BENCH_ARGS adds flags (e.g.
-# "-runs 5 -load 100" for a quick smoke run).
+# library vs client-go's defaults vs raw net/http; package-init cost; at
+# controller scale, the example controller's binary next to the same
+# controller on controller-runtime, and filling a cache with 1,000 and
+# 10,000 ConfigMaps as the library, client-go's defaults and
+# controller-runtime do it. The table goes to stdout and to
+# bench/results.md. Timings are reported, not asserted: a missed target
+# shows MISS. BENCH_ARGS adds flags (e.g. "-runs 5 -load 100 -cache 1000"
+# for a quick smoke run).
 set -euo pipefail
 # shellcheck source=hack/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # HACK_DIR, ROOT, hack/versions, log/warn/die; bash 4.4+
