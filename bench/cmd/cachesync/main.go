@@ -31,13 +31,10 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
-	"strings"
 	"time"
 
 	"k8s.io/klog/v2"
 )
-
-const nsFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 // Result is the JSON line cachesync prints.
 type Result struct {
@@ -76,12 +73,4 @@ func main() {
 	out, _ := json.Marshal(Result{Mode: mode, Objects: n, SyncedMS: float64(synced) / float64(time.Millisecond), HeapAfterGC: ms.HeapAlloc})
 	fmt.Println(string(out))
 	os.Exit(0) // the informers still run: the cache must stay alive until the GC above
-}
-
-func namespace() (string, error) {
-	b, err := os.ReadFile(nsFile)
-	if err != nil {
-		return "", err
-	}
-	return strings.TrimSpace(string(b)), nil
 }
