@@ -45,6 +45,12 @@
 // Run returns ErrWorkStillRunning. The lease lock refuses a release while the
 // work runs, whatever path inside client-go asks for it.
 //
+// Standbys watch the Lease (a field selector on its name: RBAC list and watch
+// on that name) and, when it is released, start a new election round at once
+// instead of waiting for client-go's next try (1 to 2.2 retry periods), so a
+// rolling update is leaderless for about the time the old work takes to
+// return.
+//
 // # Outages
 //
 // An API outage shorter than the renew deadline keeps the leader (client-go
