@@ -62,6 +62,7 @@ var (
 	out        = flag.String("out", "", "also write the table to this file")
 	cacheNs    = flag.String("cache", "1000,10000", "numbers of ConfigMaps for the cache-sync comparison (\"\" skips it)")
 	cacheRuns  = flag.Int("cache-runs", 5, "runs per program and number of ConfigMaps")
+	only       = flag.String("only", "", "run only this part: \"controller\" (binaries, cache sync, handoff)")
 )
 
 func main() {
@@ -113,96 +114,13 @@ func run() error {
 	}
 	ptr := func(b bool) *bool { return &b }
 
-	// 1. Latency, whole process, medians.
-	apiURL := "https://" + net.JoinHostPort(pod.host, pod.port) + "/api"
-	cmds := []struct {
-		name string
-		argv []string
-	}{
-		{"wrapper alone (/bin/true)", []string{"/bin/true"}},
-		{"curl GET /api (docs page)", []string{"curl", "-sS", "--cacert", filepath.Join(saPath, "ca.crt"), "-H", "@" + filepath.Join(saPath, "auth-header"), apiURL}},
-		{"minimal client-go GET /api", []string{minimal}},
-		{"demo --api-versions-only", []string{*demoBin, "--api-versions-only", "-o", "json"}},
-		{"demo -o json (full report)", []string{*demoBin, "-o", "json"}},
-		{"kubectl get --raw /api", []string{*kubectlBin, "get", "--raw", "/api"}},
-	}
-	med := map[string]time.Duration{}
-	rss := map[string]int64{}
-	for _, c := range cmds {
-		d, r, err := pod.measure(c.argv, *runs)
-		if err != nil {
-			return fmt.Errorf("%s: %w", c.name, err)
-		}
-		med[c.name], rss[c.name] = d, r
-	}
-	curl := med[cmds[1].name]
-	base := med[cmds[0].name]
-	for _, c := range cmds {
-		ratio := float64(med[c.name]) / float64(curl)
-		net := float64(med[c.name]-base) / float64(curl-base)
-		value := fmt.Sprintf("%.1f ms (%.2fx curl; %.2fx without the wrapper's %.1f ms)", ms(med[c.name]), ratio, net, ms(base))
-		switch c.name {
-		case "demo -o json (full report)":
-			add("latency: "+c.name, value, "≤ 1.3x curl", ptr(net <= 1.3))
-		case "demo --api-versions-only":
-			add("latency: "+c.name, value, "≤ 1.1x curl", ptr(net <= 1.1))
-		default:
-			add("latency: "+c.name, value, "", nil)
-		}
-	}
-
-	// 2. Connections per report, at the TCP level through a counting proxy.
-	conns, _, err := pod.throughProxy([]string{*demoBin, "-o", "json"})
-	if err != nil {
-		return err
-	}
-	add("TLS connections per full report (real server)", strconv.Itoa(conns), "1", ptr(conns == 1))
-	add("requests per report", "4 (full), 1 (--api-versions-only)", "no discovery", nil)
-
-	// 3. Memory and size.
-	demoRSS := rss["demo -o json (full report)"]
-	add("peak RSS: demo -o json", mib(demoRSS), "≤ 24 MiB", ptr(demoRSS <= 24<<20))
-	add("peak RSS: minimal client-go", mib(rss["minimal client-go GET /api"]), "", nil)
-	add("peak RSS: curl", mib(rss["curl GET /api (docs page)"]), "", nil)
-	bin, err := os.Stat(*demoBin)
-	if err != nil {
-		return err
-	}
-	add("binary: demo (stripped)", mb(bin.Size()), "≤ 26 MB", ptr(bin.Size() <= 26e6))
-	if m, err := os.Stat(minimal); err == nil {
-		add("binary: minimal client-go (stripped)", mb(m.Size()), "", nil)
-	}
-	if *imageTar != "" {
-		img, err := os.Stat(*imageTar)
-		if err != nil {
+	if *only == "" {
+		if err := clientRows(ctx, pod, minimal, add, ptr); err != nil {
 			return err
 		}
-		layers, err := layerBytes(*imageTar)
-		if err != nil {
-			return err
-		}
-		add("image: demo", fmt.Sprintf("%s uncompressed (binary + %s); tarball %s (gzip)", mb(layers), mb(layers-bin.Size()), mb(img.Size())),
-			"≤ binary + 1 MB", ptr(layers-bin.Size() <= 1e6))
+	} else if *only != "controller" {
+		return fmt.Errorf("-only %q: want \"controller\"", *only)
 	}
-
-	// 4. Controller-style load.
-	load, err := pod.load(ctx)
-	if err != nil {
-		return err
-	}
-	for _, mode := range []string{"sequential", "16 goroutines"} {
-		lib, def, raw := load[mode]["library"], load[mode]["client-go defaults"], load[mode]["raw net/http"]
-		add(fmt.Sprintf("%d GETs, %s: library defaults", *loadN, mode), fmt.Sprintf("%.0f ms", ms(lib)), "", nil)
-		add(fmt.Sprintf("%d GETs, %s: client-go defaults (QPS 5, burst 10)", *loadN, mode), fmt.Sprintf("%.0f ms (%.0fx the library)", ms(def), float64(def)/float64(lib)), "≥ 50x the library", ptr(float64(def)/float64(lib) >= 50))
-		add(fmt.Sprintf("%d GETs, %s: raw net/http, one connection", *loadN, mode), fmt.Sprintf("%.0f ms (library %.2fx raw)", ms(raw), float64(lib)/float64(raw)), "library ≤ 1.5x raw", ptr(float64(lib)/float64(raw) <= 1.5))
-	}
-
-	// 5. Start-up: package init.
-	initMS, err := initCost(*demoBin)
-	if err != nil {
-		return err
-	}
-	add("package init (GODEBUG=inittrace=1)", fmt.Sprintf("%.2f ms", initMS), "< 10 ms", ptr(initMS < 10))
 
 	// 6. Controller scale: the binaries, then filling a cache.
 	if err := controllerBinaries(add); err != nil {
@@ -213,6 +131,9 @@ func run() error {
 			return err
 		}
 	}
+	if err := handoffs(ctx, cs, add); err != nil {
+		return err
+	}
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "# make bench\n\n%s, Kubernetes %s, %d runs per latency, %d GETs per load test.\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), pod.version, *runs, *loadN)
@@ -221,7 +142,7 @@ func run() error {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", r.what, r.value, r.target, r.verdict)
 	}
 	fmt.Print(b.String())
-	if *out != "" {
+	if *out != "" && *only == "" { // a partial run does not replace the whole table
 		return os.WriteFile(*out, []byte(b.String()), 0o644)
 	}
 	return nil
@@ -592,4 +513,101 @@ func buildPkg(pkg, name string, flags ...string) (string, error) {
 		return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
 	}
 	return bin, nil
+}
+
+// clientRows measures the demo and the library as a client: latency,
+// connections, memory and size, load, package init.
+func clientRows(ctx context.Context, pod *fakePod, minimal string, add func(what, value, target string, ok *bool), ptr func(bool) *bool) error {
+	// 1. Latency, whole process, medians.
+	apiURL := "https://" + net.JoinHostPort(pod.host, pod.port) + "/api"
+	cmds := []struct {
+		name string
+		argv []string
+	}{
+		{"wrapper alone (/bin/true)", []string{"/bin/true"}},
+		{"curl GET /api (docs page)", []string{"curl", "-sS", "--cacert", filepath.Join(saPath, "ca.crt"), "-H", "@" + filepath.Join(saPath, "auth-header"), apiURL}},
+		{"minimal client-go GET /api", []string{minimal}},
+		{"demo --api-versions-only", []string{*demoBin, "--api-versions-only", "-o", "json"}},
+		{"demo -o json (full report)", []string{*demoBin, "-o", "json"}},
+		{"kubectl get --raw /api", []string{*kubectlBin, "get", "--raw", "/api"}},
+	}
+	med := map[string]time.Duration{}
+	rss := map[string]int64{}
+	for _, c := range cmds {
+		d, r, err := pod.measure(c.argv, *runs)
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.name, err)
+		}
+		med[c.name], rss[c.name] = d, r
+	}
+	curl := med[cmds[1].name]
+	base := med[cmds[0].name]
+	for _, c := range cmds {
+		ratio := float64(med[c.name]) / float64(curl)
+		net := float64(med[c.name]-base) / float64(curl-base)
+		value := fmt.Sprintf("%.1f ms (%.2fx curl; %.2fx without the wrapper's %.1f ms)", ms(med[c.name]), ratio, net, ms(base))
+		switch c.name {
+		case "demo -o json (full report)":
+			add("latency: "+c.name, value, "≤ 1.3x curl", ptr(net <= 1.3))
+		case "demo --api-versions-only":
+			add("latency: "+c.name, value, "≤ 1.1x curl", ptr(net <= 1.1))
+		default:
+			add("latency: "+c.name, value, "", nil)
+		}
+	}
+
+	// 2. Connections per report, at the TCP level through a counting proxy.
+	conns, _, err := pod.throughProxy([]string{*demoBin, "-o", "json"})
+	if err != nil {
+		return err
+	}
+	add("TLS connections per full report (real server)", strconv.Itoa(conns), "1", ptr(conns == 1))
+	add("requests per report", "4 (full), 1 (--api-versions-only)", "no discovery", nil)
+
+	// 3. Memory and size.
+	demoRSS := rss["demo -o json (full report)"]
+	add("peak RSS: demo -o json", mib(demoRSS), "≤ 24 MiB", ptr(demoRSS <= 24<<20))
+	add("peak RSS: minimal client-go", mib(rss["minimal client-go GET /api"]), "", nil)
+	add("peak RSS: curl", mib(rss["curl GET /api (docs page)"]), "", nil)
+	bin, err := os.Stat(*demoBin)
+	if err != nil {
+		return err
+	}
+	add("binary: demo (stripped)", mb(bin.Size()), "≤ 26 MB", ptr(bin.Size() <= 26e6))
+	if m, err := os.Stat(minimal); err == nil {
+		add("binary: minimal client-go (stripped)", mb(m.Size()), "", nil)
+	}
+	if *imageTar != "" {
+		img, err := os.Stat(*imageTar)
+		if err != nil {
+			return err
+		}
+		layers, err := layerBytes(*imageTar)
+		if err != nil {
+			return err
+		}
+		add("image: demo", fmt.Sprintf("%s uncompressed (binary + %s); tarball %s (gzip)", mb(layers), mb(layers-bin.Size()), mb(img.Size())),
+			"≤ binary + 1 MB", ptr(layers-bin.Size() <= 1e6))
+	}
+
+	// 4. Controller-style load.
+	load, err := pod.load(ctx)
+	if err != nil {
+		return err
+	}
+	for _, mode := range []string{"sequential", "16 goroutines"} {
+		lib, def, raw := load[mode]["library"], load[mode]["client-go defaults"], load[mode]["raw net/http"]
+		add(fmt.Sprintf("%d GETs, %s: library defaults", *loadN, mode), fmt.Sprintf("%.0f ms", ms(lib)), "", nil)
+		add(fmt.Sprintf("%d GETs, %s: client-go defaults (QPS 5, burst 10)", *loadN, mode), fmt.Sprintf("%.0f ms (%.0fx the library)", ms(def), float64(def)/float64(lib)), "≥ 50x the library", ptr(float64(def)/float64(lib) >= 50))
+		add(fmt.Sprintf("%d GETs, %s: raw net/http, one connection", *loadN, mode), fmt.Sprintf("%.0f ms (library %.2fx raw)", ms(raw), float64(lib)/float64(raw)), "library ≤ 1.5x raw", ptr(float64(lib)/float64(raw) <= 1.5))
+	}
+
+	// 5. Start-up: package init.
+	initMS, err := initCost(*demoBin)
+	if err != nil {
+		return err
+	}
+	add("package init (GODEBUG=inittrace=1)", fmt.Sprintf("%.2f ms", initMS), "< 10 ms", ptr(initMS < 10))
+
+	return nil
 }

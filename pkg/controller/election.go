@@ -349,15 +349,19 @@ func (m *Manager) newLeaseInformer() informers.SharedInformerFactory {
 		informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
 			lo.FieldSelector = fields.OneTermEqualSelector("metadata.name", m.leaseName).String()
 		}))
-	_, _ = f.Coordination().V1().Leases().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		UpdateFunc: func(_, obj any) {
-			if l, ok := obj.(*coordinationv1.Lease); ok && l.Name == m.leaseName && (l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "") {
-				select {
-				case m.released <- struct{}{}:
-				default: // one signal pending is enough
-				}
+	signal := func(obj any) {
+		if l, ok := obj.(*coordinationv1.Lease); ok && l.Name == m.leaseName && (l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "") {
+			select {
+			case m.released <- struct{}{}:
+			default: // one signal pending is enough
 			}
-		},
+		}
+	}
+	// Add too: a release that lands while the watch is (re)established
+	// arrives as an add of the initial list.
+	_, _ = f.Coordination().V1().Leases().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    signal,
+		UpdateFunc: func(_, obj any) { signal(obj) },
 	})
 	return f
 }

@@ -130,13 +130,16 @@ func (m *Manager) startInformers(ctx context.Context) {
 	m.leases.StartWithContext(ctx)
 }
 
-// waitForSync waits until every informer has synced; false if ctx ended first.
+// waitForSync waits until every informer has synced, the Lease's too (a
+// standby is Ready only once it would see a release at once); false if ctx
+// ended first.
 func (m *Manager) waitForSync(ctx context.Context) bool {
 	m.mu.Lock()
-	fs := make([]informers.SharedInformerFactory, 0, len(m.factories))
+	fs := make([]informers.SharedInformerFactory, 0, len(m.factories)+1)
 	for _, f := range m.factories {
 		fs = append(fs, f)
 	}
+	fs = append(fs, m.leases)
 	m.mu.Unlock()
 	for _, f := range fs {
 		if res := f.WaitForCacheSyncWithContext(ctx); res.Err != nil {
