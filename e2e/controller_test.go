@@ -413,7 +413,7 @@ func TestController(t *testing.T) {
 		d, cm := waitHash("after-restart", created)
 		after := e.holder(ctx)
 		t.Logf("API server restarted (%s); holder before %s, after %s; a new ConfigMap hashed %.2f s after create by %s",
-			strings.TrimSpace(lastLine(string(out))), before, after, d.Seconds(), cm.Annotations[writerAnnot])
+			lastLines(string(out), 1), before, after, d.Seconds(), cm.Annotations[writerAnnot])
 		switch {
 		case after != before && away >= 10*time.Second:
 			t.Errorf("the leader changed across the API server restart (%s -> %s), but the restart took %.1f s, not shorter than the renew deadline (10 s): the restart command (%s) is too slow for this test", before, after, away.Seconds(), restart)
@@ -517,14 +517,6 @@ func leaseBound(l *coordinationv1.Lease) time.Duration {
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
-}
-
-func lastLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.LastIndex(s, "\n"); i >= 0 {
-		return s[i+1:]
-	}
-	return s
 }
 
 // deleteAndWatchExit deletes a pod and watches it until its container has
