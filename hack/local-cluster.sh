@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# local-cluster.sh up|down|status|env|deps|restart: a real single-node Kubernetes
+# local-cluster.sh up|down|status|env|deps|restart|rotate-ca: a real single-node Kubernetes
 # cluster (KUBERNETES_VERSION of hack/versions) as host processes, with no Docker and no registry.
 #
 #   up      install missing Debian packages, build binaries and images if
@@ -21,6 +21,11 @@
 #           SIGKILL the process of a pod's container (the ID of its
 #           status.containerStatuses[].containerID, with or without
 #           "containerd://"): a crash, for the e2e suite.
+#   rotate-ca start|finish
+#           rotate the API server's serving CA, as an operator does: start
+#           trusts a new CA beside the old one everywhere (kubeconfigs,
+#           kube-root-ca.crt) and restarts kube-apiserver on a certificate
+#           from it; finish drops the old CA. For the e2e suite.
 #
 # Network: the node address 10.200.0.1/32 sits on bridge incl0, which this
 # script creates and which the pods' bridge CNI network uses too (pods:
@@ -208,8 +213,17 @@ cert() {
 	rm -f "${PKI}/${name}.csr" "${PKI}/${name}.ext"
 }
 
+# The PKI: ca.crt (ca.key) signs every certificate up makes and is the API
+# server's client CA. trust.crt is what the API server's clients trust: the
+# kubeconfigs' certificate-authority-data and kube-controller-manager's
+# --root-ca-file, which it publishes in every namespace as the ConfigMap
+# kube-root-ca.crt (the pods' ca.crt). At first it is ca.crt; rotate-ca
+# changes it and the serving certificate apiserver.crt.
 gen_pki() {
-	[[ -f ${PKI}/complete ]] && return 0
+	if [[ -f ${PKI}/complete ]]; then
+		[[ -f ${PKI}/trust.crt ]] || cp "${PKI}/ca.crt" "${PKI}/trust.crt" # a PKI made before rotate-ca
+		return 0
+	fi
 	log "generating the PKI in ${PKI}"
 	rm -rf "${PKI}"
 	mkdir -p "${PKI}"
@@ -231,19 +245,21 @@ gen_pki() {
 		openssl ecparam -name prime256v1 -genkey -noout -out "${PKI}/sa.key"
 		openssl ec -in "${PKI}/sa.key" -pubout -out "${PKI}/sa.pub"
 	} >"${LOGS}/pki.log" 2>&1 || die "generating the PKI failed; log: ${LOGS}/pki.log"
+	cp "${PKI}/ca.crt" "${PKI}/trust.crt"
 	touch "${PKI}/complete"
 }
 
-# kubeconfig FILE USER CERTNAME SERVER
+# kubeconfig FILE USER CERTNAME SERVER: written whole or not at all (rotate-ca
+# rewrites them while clients read them).
 kubeconfig() {
-	cat >"$1" <<EOF
+	cat >"$1.tmp" <<EOF
 apiVersion: v1
 kind: Config
 clusters:
 - name: incluster
   cluster:
     server: $4
-    certificate-authority-data: $(base64 -w0 "${PKI}/ca.crt")
+    certificate-authority-data: $(base64 -w0 "${PKI}/trust.crt")
 users:
 - name: $2
   user:
@@ -257,7 +273,8 @@ contexts:
     namespace: default
 current-context: incluster
 EOF
-	chmod 600 "$1"
+	chmod 600 "$1.tmp"
+	mv "$1.tmp" "$1"
 }
 
 # ---------------------------------------------------------------- host network
@@ -334,13 +351,17 @@ ipt_cleanup() {
 
 # ---------------------------------------------------------------- configs
 
-write_configs() {
-	mkdir -p "${CFG}" "${STATE}/cni/net.d" "${STATE}/containerd" "${STATE}/kubelet" "${STATE}/pod-logs"
+write_kubeconfigs() {
 	kubeconfig "${ADMIN_KUBECONFIG}" kubernetes-admin admin "https://127.0.0.1:6443"
 	kubeconfig "${CFG}/controller-manager.kubeconfig" system:kube-controller-manager controller-manager "https://${NODE_IP}:6443"
 	kubeconfig "${CFG}/scheduler.kubeconfig" system:kube-scheduler scheduler "https://${NODE_IP}:6443"
 	kubeconfig "${CFG}/kube-proxy.kubeconfig" system:kube-proxy kube-proxy "https://${NODE_IP}:6443"
 	kubeconfig "${CFG}/kubelet.kubeconfig" "system:node:${NODE_NAME}" kubelet-client "https://${NODE_IP}:6443"
+}
+
+write_configs() {
+	mkdir -p "${CFG}" "${STATE}/cni/net.d" "${STATE}/containerd" "${STATE}/kubelet" "${STATE}/pod-logs"
+	write_kubeconfigs
 
 	# containerd: own root, state and socket; the quirks of these machines:
 	# no CAP_SYS_RESOURCE, so no negative OOM scores.
@@ -579,7 +600,7 @@ cmd_up() {
 		--bind-address=127.0.0.1 --leader-elect=false \
 		--cluster-name=incluster \
 		--cluster-signing-cert-file="${PKI}/ca.crt" --cluster-signing-key-file="${PKI}/ca.key" \
-		--root-ca-file="${PKI}/ca.crt" \
+		--root-ca-file="${PKI}/trust.crt" \
 		--service-account-private-key-file="${PKI}/sa.key" \
 		--use-service-account-credentials=true \
 		--service-cluster-ip-range="${SVC_CIDR}" \
@@ -812,6 +833,87 @@ cmd_kill_container() {
 	log "sent SIGKILL to container ${id}"
 }
 
+# ---------------------------------------------------------------- rotate-ca
+
+# build_servingca: hack/cmd/servingca, the new CA and serving certificate.
+build_servingca() {
+	# shellcheck source=hack/go-env.sh
+	. "${HACK_DIR}/go-env.sh"
+	mkdir -p "${TOOLS}"
+	(cd "${HACK_DIR}" && CGO_ENABLED=0 go build -o "${TOOLS}/servingca" ./cmd/servingca) ||
+		die "rotate-ca: go build ./cmd/servingca (in ${HACK_DIR}) failed"
+}
+
+# root_ca_published: kube-root-ca.crt in default holds trust.crt.
+root_ca_published() {
+	[[ $(kc -n default get configmap kube-root-ca.crt -o 'jsonpath={.data.ca\.crt}') == "$(<"${PKI}/trust.crt")" ]]
+}
+
+# restart_clients: every client of the API server reads trust.crt again.
+# kubelet first, and settled before kube-controller-manager publishes the
+# new kube-root-ca.crt: the pods' projected ca.crt files then follow at the
+# kubelet's periodic sync (within its syncFrequency, 1 minute), as on a node
+# whose kubelet was not restarted, not at this restart.
+restart_clients() {
+	cmd_restart kubelet
+	wait_for "kubelet /healthz" 60 "${LOGS}/kubelet.log" curl -sf http://127.0.0.1:10248/healthz
+	sleep 5 # the kubelet's first sync of the running pods
+	cmd_restart kube-proxy
+	cmd_restart kube-scheduler
+	cmd_restart kube-controller-manager
+	wait_for "kube-controller-manager to publish trust.crt as kube-root-ca.crt" 60 \
+		"${LOGS}/kube-controller-manager.log" root_ca_published
+}
+
+# cmd_rotate_ca start|finish: rotate the API server's serving CA, the one
+# every client of the API server trusts (trust.crt) and pods get as
+# kube-root-ca.crt, as an operator would (the client CA, ca.crt, stays).
+#   start   make a new CA and a serving certificate from it (hack/cmd/servingca);
+#           trust both CAs everywhere: kubeconfigs, then kube-root-ca.crt in every
+#           namespace; then restart kube-apiserver on the new certificate. It
+#           does not wait for the kubelet to give pods the new ca.crt: the e2e
+#           suite measures how clients in pods live through that.
+#   finish  trust the new CA only (kubeconfigs, kube-root-ca.crt).
+cmd_rotate_ca() {
+	local step=${1:-} rot=${PKI}/rotation cn
+	all_running || die "rotate-ca: the cluster is not fully up; run $0 up"
+	grep -qF -- "--root-ca-file=${PKI}/trust.crt" "${RUN}/kube-controller-manager.args" ||
+		die "rotate-ca: this cluster was started before rotate-ca existed (kube-controller-manager's --root-ca-file is not ${PKI}/trust.crt); run $0 down, then $0 up"
+	case ${step} in
+	start)
+		[[ ! -e ${rot} ]] || die "rotate-ca start: a rotation is under way (${rot}); end it first: $0 rotate-ca finish"
+		build_servingca
+		cn=$("${TOOLS}/servingca" -current "${PKI}/apiserver.crt" -out "${rot}.tmp") ||
+			die "rotate-ca start: hack/cmd/servingca failed"
+		mv "${rot}.tmp" "${rot}"
+		log "rotate-ca start: new serving CA ${cn}; trusting it beside the current one"
+		cat "${rot}/ca.crt" "${PKI}/trust.crt" >"${PKI}/trust.crt.tmp"
+		mv "${PKI}/trust.crt.tmp" "${PKI}/trust.crt"
+		write_kubeconfigs
+		restart_clients
+		log "rotate-ca start: kube-apiserver switches to a certificate from ${cn}"
+		cp "${rot}/apiserver.key" "${PKI}/apiserver.key.tmp"
+		cp "${rot}/apiserver.crt" "${PKI}/apiserver.crt.tmp"
+		mv "${PKI}/apiserver.key.tmp" "${PKI}/apiserver.key"
+		mv "${PKI}/apiserver.crt.tmp" "${PKI}/apiserver.crt"
+		cmd_restart kube-apiserver
+		log "rotate-ca start: done; kube-apiserver serves a certificate from ${cn}. Once every pod has the new kube-root-ca.crt (the kubelet's sync, about a minute): $0 rotate-ca finish"
+		;;
+	finish)
+		[[ -d ${rot} ]] || die "rotate-ca finish: no rotation under way; start one: $0 rotate-ca start"
+		cp "${rot}/ca.crt" "${PKI}/trust.crt.tmp"
+		mv "${PKI}/trust.crt.tmp" "${PKI}/trust.crt"
+		write_kubeconfigs
+		restart_clients
+		mv "${rot}/ca.crt" "${PKI}/serving-ca.crt"
+		mv "${rot}/ca.key" "${PKI}/serving-ca.key"
+		rm -rf "${rot}"
+		log "rotate-ca finish: done; the old serving CA is trusted no more"
+		;;
+	*) die "usage: $0 rotate-ca start|finish (got '${step}')" ;;
+	esac
+}
+
 main() {
 	local cmd=${1:-}
 	case ${cmd} in
@@ -822,7 +924,8 @@ main() {
 	deps) need_root deps && mkdir -p "${STATE}" && install_deps ;;
 	restart) need_root restart && cmd_restart "${2:-}" ;;
 	kill-container) need_root kill-container && cmd_kill_container "${2:-}" ;;
-	*) die "usage: $0 up|down|status|env|deps|restart COMPONENT|kill-container ID" ;;
+	rotate-ca) need_root rotate-ca && cmd_rotate_ca "${2:-}" ;;
+	*) die "usage: $0 up|down|status|env|deps|restart COMPONENT|kill-container ID|rotate-ca start|finish" ;;
 	esac
 }
 
