@@ -88,7 +88,7 @@ func cacheSync(ctx context.Context, cs kubernetes.Interface, pod *fakePod, add f
 		counts = append(counts, n)
 	}
 	for _, n := range counts {
-		if err := fillConfigMaps(ctx, cs, pod.ns, n); err != nil {
+		if err := fillConfigMaps(ctx, cs, pod.ns, n, map[string]string{"bench": "cachesync"}); err != nil {
 			return err
 		}
 		res := map[string]*cacheStats{}
@@ -144,13 +144,13 @@ func cacheSync(ctx context.Context, cs kubernetes.Interface, pod *fakePod, add f
 	return nil
 }
 
-// fillConfigMaps makes the ConfigMaps bench-00000 ... up to n of them in ns
-// with server-side apply (so that they carry managedFields, as real objects
-// do), 1 KiB of random base64 data each: the API server gzips large
-// answers, and repeated bytes would shrink to nothing. Applying one that
-// exists with the same data changes nothing; its data is derived from its
-// name.
-func fillConfigMaps(ctx context.Context, cs kubernetes.Interface, ns string, n int) error {
+// fillConfigMaps makes the ConfigMaps bench-00000 ... up to n of them in ns,
+// with labels, with server-side apply (so that they carry managedFields, as
+// real objects do), 1 KiB of random base64 data each: the API server gzips
+// large answers, and repeated bytes would shrink to nothing. Applying one
+// that exists with the same data changes nothing; its data is derived from
+// its name.
+func fillConfigMaps(ctx context.Context, cs kubernetes.Interface, ns string, n int, labels map[string]string) error {
 	data := func(name string) string {
 		r := mathrand.New(mathrand.NewPCG(uint64(len(name)), uint64(crc32.ChecksumIEEE([]byte(name)))))
 		b := make([]byte, 768)
@@ -166,7 +166,7 @@ func fillConfigMaps(ctx context.Context, cs kubernetes.Interface, ns string, n i
 	for range 16 {
 		wg.Go(func() {
 			for name := range names {
-				cm := corev1ac.ConfigMap(name, ns).WithLabels(map[string]string{"bench": "cachesync"}).WithData(map[string]string{"data": data(name)})
+				cm := corev1ac.ConfigMap(name, ns).WithLabels(labels).WithData(map[string]string{"data": data(name)})
 				if _, err := cs.CoreV1().ConfigMaps(ns).Apply(ctx, cm, metav1.ApplyOptions{FieldManager: "incluster-bench", Force: true}); err != nil {
 					mu.Lock()
 					if firstErr == nil {

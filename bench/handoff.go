@@ -219,10 +219,33 @@ func crcontrollerImage() (string, error) {
 }
 
 // crManifests is cmd/crcontroller deployed as deploy/controller deploys the
-// example: its own namespace, ServiceAccount, a Role with what
-// controller-runtime's manager needs (its leader election also records
-// events), two replicas, Pod Security restricted.
+// example: crRBAC, then two replicas, Pod Security restricted.
 func crManifests(ns, image string, releaseOnCancel bool) string {
+	return crRBAC(ns) + fmt.Sprintf(`---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: crcontroller, namespace: %[1]s}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: crcontroller}}
+  template:
+    metadata: {labels: {app: crcontroller}}
+    spec:
+      serviceAccountName: crcontroller
+      securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+      containers:
+        - name: crcontroller
+          image: %[2]s
+          imagePullPolicy: IfNotPresent
+          args: ["-release-on-cancel=%[3]t"]
+          securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+`, ns, image, releaseOnCancel)
+}
+
+// crRBAC is cmd/crcontroller's namespace (Pod Security restricted), its
+// ServiceAccount crcontroller, and a Role with what controller-runtime's
+// manager needs (its leader election also records events), bound to it.
+func crRBAC(ns string) string {
 	return fmt.Sprintf(`apiVersion: v1
 kind: Namespace
 metadata:
@@ -253,23 +276,5 @@ kind: RoleBinding
 metadata: {name: crcontroller, namespace: %[1]s}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: crcontroller}
 subjects: [{kind: ServiceAccount, name: crcontroller, namespace: %[1]s}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: crcontroller, namespace: %[1]s}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: crcontroller}}
-  template:
-    metadata: {labels: {app: crcontroller}}
-    spec:
-      serviceAccountName: crcontroller
-      securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
-      containers:
-        - name: crcontroller
-          image: %[2]s
-          imagePullPolicy: IfNotPresent
-          args: ["-release-on-cancel=%[3]t"]
-          securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
-`, ns, image, releaseOnCancel)
+`, ns)
 }

@@ -6,9 +6,10 @@
 # program; connections per report; memory and sizes; 1,000 GETs with the
 # library vs client-go's defaults vs raw net/http; package-init cost; at
 # controller scale, the example controller's binary next to the same
-# controller on controller-runtime, and filling a cache with 1,000 and
-# 10,000 ConfigMaps as the library, client-go's defaults and
-# controller-runtime do it. The table goes to stdout and to
+# controller on controller-runtime, filling a cache with 1,000 and 10,000
+# ConfigMaps as the library, client-go's defaults and controller-runtime do
+# it, the two controllers' exec to first write (100 ConfigMaps) and their
+# handoff on a deleted leader pod. The table goes to stdout and to
 # bench/results.md. Timings are reported, not asserted: a missed target
 # shows MISS. BENCH_ARGS adds flags (e.g. "-runs 5 -load 100 -cache 1000"
 # for a quick smoke run).
