@@ -224,14 +224,8 @@ func setup(ctx context.Context, cs kubernetes.Interface, admin *rest.Config) (*f
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if p.dir, err = os.MkdirTemp("", "incluster-bench"); err != nil {
+	if err := p.writeDir(); err != nil {
 		return fail(err)
-	}
-	for name, data := range map[string]string{"token": p.token, "ca.crt": p.ca, "namespace": p.ns,
-		"auth-header": "Authorization: Bearer " + p.token + "\n"} { // for curl -H @file: no token in argv
-		if err := os.WriteFile(filepath.Join(p.dir, name), []byte(data), 0o600); err != nil {
-			return fail(err)
-		}
 	}
 	u, err := url.Parse(admin.Host)
 	if err != nil {
@@ -246,6 +240,23 @@ func setup(ctx context.Context, cs kubernetes.Interface, admin *rest.Config) (*f
 	}
 	p.version = v.GitVersion
 	return p, cleanup, nil
+}
+
+// writeDir makes p.dir, the pod's service-account folder: token, ca.crt,
+// namespace, and auth-header (for curl -H @file: no token in argv).
+func (p *fakePod) writeDir() error {
+	dir, err := os.MkdirTemp("", "incluster-bench")
+	if err != nil {
+		return err
+	}
+	p.dir = dir
+	for name, data := range map[string]string{"token": p.token, "ca.crt": p.ca, "namespace": p.ns,
+		"auth-header": "Authorization: Bearer " + p.token + "\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // asPod is hack/as-pod.sh; bench runs in bench/.

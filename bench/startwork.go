@@ -115,17 +115,14 @@ func (p startProg) run(ctx context.Context, cs kubernetes.Interface, pod *fakePo
 	if err != nil {
 		return 0, "", err
 	}
-	dir, err := os.MkdirTemp("", "incluster-bench-start")
+	fp := &fakePod{ns: ns, token: tr.Status.Token, ca: pod.ca, host: pod.host, port: pod.port}
+	err = fp.writeDir()
+	if fp.dir != "" {
+		defer os.RemoveAll(fp.dir)
+	}
 	if err != nil {
 		return 0, "", err
 	}
-	defer os.RemoveAll(dir)
-	for name, data := range map[string]string{"token": tr.Status.Token, "ca.crt": pod.ca, "namespace": ns} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
-			return 0, "", err
-		}
-	}
-	fp := &fakePod{dir: dir, ns: ns, token: tr.Status.Token, ca: pod.ca, host: pod.host, port: pod.port}
 
 	// The watch is established (its answer's headers are in) before the exec.
 	list, err := cs.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{Limit: 1})
