@@ -287,6 +287,22 @@ func restarts(p *corev1.Pod) int32 {
 	return n
 }
 
+// waitHash waits until the ConfigMap carries the hash of its data and a
+// writer, and returns how long after since that was.
+func (e *controllerEnv) waitHash(name string, since time.Time, timeout time.Duration) (time.Duration, *corev1.ConfigMap) {
+	e.t.Helper()
+	var cm *corev1.ConfigMap
+	err := wait.PollUntilContextTimeout(e.t.Context(), 20*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		var err error
+		cm, err = client.CoreV1().ConfigMaps(e.ns).Get(ctx, name, metav1.GetOptions{})
+		return err == nil && cm.Annotations[hashAnnotation] == app.ConfigHash(cm) && cm.Annotations[writerAnnot] != "", nil
+	})
+	if err != nil {
+		e.t.Fatalf("ConfigMap %s: no hash of its data within %s (annotations %v)", name, timeout, cm.GetAnnotations())
+	}
+	return time.Since(since), cm
+}
+
 // TestController runs deploy/controller (two replicas of the example
 // controller) and checks, in order: one leader, the work, the API server
 // restarted under it, the handoff when the leader's pod is deleted (5 times),
@@ -340,20 +356,9 @@ func TestController(t *testing.T) {
 	})
 
 	cms := client.CoreV1().ConfigMaps(e.ns)
-	// waitHash waits until the ConfigMap carries the hash of its data and
-	// returns how long that took.
 	waitHash := func(name string, since time.Time) (time.Duration, *corev1.ConfigMap) {
 		t.Helper()
-		var cm *corev1.ConfigMap
-		err := wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-			var err error
-			cm, err = cms.Get(ctx, name, metav1.GetOptions{})
-			return err == nil && cm.Annotations[hashAnnotation] == app.ConfigHash(cm) && cm.Annotations[writerAnnot] != "", nil
-		})
-		if err != nil {
-			t.Fatalf("ConfigMap %s: no hash of its data within 30 s (annotations %v)", name, cm.GetAnnotations())
-		}
-		return time.Since(since), cm
+		return e.waitHash(name, since, 30*time.Second)
 	}
 
 	t.Run("hash_written", func(t *testing.T) {

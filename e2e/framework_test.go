@@ -54,20 +54,30 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "e2e: KUBECONFIG is not set: point it at a cluster, or run make e2e (hack/e2e.sh)")
 		os.Exit(1)
 	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", kc)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: kubeconfig %s: %v\n", kc, err)
+	if err := loadKubeconfig(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 		os.Exit(1)
 	}
-	cfg.QPS, cfg.Burst = -1, 0
-	restConfig = cfg
-	client = kubernetes.NewForConfigOrDie(cfg)
-	fmt.Fprintf(os.Stderr, "e2e: cluster %s, demo image %s, kubectl image %s\n", cfg.Host, demoImage, kubectlImage)
+	fmt.Fprintf(os.Stderr, "e2e: cluster %s, demo image %s, kubectl image %s\n", restConfig.Host, demoImage, kubectlImage)
 	code := m.Run()
 	if builtDemo != "" {
 		_ = os.RemoveAll(filepath.Dir(builtDemo))
 	}
 	os.Exit(code)
+}
+
+// loadKubeconfig sets client and restConfig from $KUBECONFIG; it is read
+// again after a test changes the cluster's CA (TestClusterCARotation).
+func loadKubeconfig() error {
+	kc := os.Getenv("KUBECONFIG")
+	cfg, err := clientcmd.BuildConfigFromFlags("", kc)
+	if err != nil {
+		return fmt.Errorf("kubeconfig %s: %v", kc, err)
+	}
+	cfg.QPS, cfg.Burst = -1, 0
+	restConfig = cfg
+	client = kubernetes.NewForConfigOrDie(cfg)
+	return nil
 }
 
 // demoCase says how to deploy the demo for one test.
@@ -103,7 +113,24 @@ func runDemo(t *testing.T, c demoCase) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), podTimeout+time.Minute)
 	defer cancel()
-	ns := newNamespace(t, ctx, c.name)
+	ns, sa, pod := deployDemo(t, ctx, c)
+	exitCode := waitForExit(t, ctx, ns, pod.Name)
+	raw, err := client.CoreV1().Pods(ns).GetLogs(pod.Name, &corev1.PodLogOptions{Container: demoContainer}).DoRaw(ctx)
+	if err != nil {
+		t.Fatalf("logs of %s/%s: %v", ns, pod.Name, err)
+	}
+	r := result{ns: ns, sa: sa, exitCode: exitCode, logs: string(raw)}
+	t.Logf("pod %s/%s: exit code %d, log:\n%s", ns, pod.Name, exitCode, r.logs)
+	r.report = parseReport(t, r.logs)
+	return r
+}
+
+// deployDemo creates the demo's objects as c says (deploy/base) in a new
+// namespace of its own, and returns the namespace, the ServiceAccount's
+// name and the pod, without waiting for it.
+func deployDemo(t *testing.T, ctx context.Context, c demoCase) (ns, saName string, pod *corev1.Pod) {
+	t.Helper()
+	ns = newNamespace(t, ctx, c.name)
 
 	var sa corev1.ServiceAccount
 	load(t, "serviceaccount.yaml", &sa)
@@ -126,18 +153,10 @@ func runDemo(t *testing.T, c demoCase) result {
 		})
 	}
 
-	pod := demoPod(t, c, ns)
+	pod = demoPod(t, c, ns)
 	create(t, ctx, func() error { _, err := client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); return err })
 
-	exitCode := waitForExit(t, ctx, ns, pod.Name)
-	raw, err := client.CoreV1().Pods(ns).GetLogs(pod.Name, &corev1.PodLogOptions{Container: demoContainer}).DoRaw(ctx)
-	if err != nil {
-		t.Fatalf("logs of %s/%s: %v", ns, pod.Name, err)
-	}
-	r := result{ns: ns, sa: sa.Name, exitCode: exitCode, logs: string(raw)}
-	t.Logf("pod %s/%s: exit code %d, log:\n%s", ns, pod.Name, exitCode, r.logs)
-	r.report = parseReport(t, r.logs)
-	return r
+	return ns, sa.Name, pod
 }
 
 // newNamespace creates a namespace for a test from deploy/base's (Pod
@@ -239,19 +258,33 @@ func waitForExit(t *testing.T, ctx context.Context, ns, name string) int32 {
 // parseReport returns the last JSON report in logs, or nil if there is none.
 func parseReport(t *testing.T, logs string) *app.Report {
 	t.Helper()
-	var r *app.Report
+	reps, err := parseReports(logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reps) == 0 {
+		return nil
+	}
+	return &reps[len(reps)-1]
+}
+
+// parseReports returns the JSON reports in logs (lines that start with "{").
+func parseReports(logs string) ([]app.Report, error) {
+	var reps []app.Report
 	sc := bufio.NewScanner(strings.NewReader(logs))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
 		if !strings.HasPrefix(line, "{") {
 			continue
 		}
-		r = new(app.Report)
-		if err := json.Unmarshal([]byte(line), r); err != nil {
-			t.Fatalf("the demo printed a line that is not a JSON report: %v\n%s", err, line)
+		var r app.Report
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			return nil, fmt.Errorf("the demo printed a line that is not a JSON report: %v\n%s", err, line)
 		}
+		reps = append(reps, r)
 	}
-	return r
+	return reps, sc.Err()
 }
 
 // cleanup deletes the test's namespace; if the test failed, it first prints

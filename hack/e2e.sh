@@ -15,7 +15,8 @@
 # sidecar's image), E2E_RUN (a go test -run pattern), E2E_RESTART_APISERVER
 # (a command that restarts the API server; set here for local, by kind.sh for
 # kind), E2E_KILL_CONTAINER (a command that SIGKILLs a container, given its
-# ID; likewise), E2E_RESULTS (a file for the outcome of each test, one "--- PASS: Name"
+# ID; likewise), E2E_ROTATE_CA (a command that, given start or finish,
+# rotates the API server's serving CA; likewise), E2E_RESULTS (a file for the outcome of each test, one "--- PASS: Name"
 # line each: local and kind write _output/e2e-local.results and
 # _output/e2e-kind.results, which .ci/run compares).
 set -euo pipefail
@@ -74,6 +75,9 @@ local)
 	export E2E_RESTART_APISERVER="${HACK_DIR}/local-cluster.sh restart kube-apiserver"
 	# TestController SIGKILLs the leader's container with this.
 	export E2E_KILL_CONTAINER="${HACK_DIR}/local-cluster.sh kill-container"
+	# TestClusterCARotation rotates the API server's serving CA with this
+	# (it appends start, then finish).
+	export E2E_ROTATE_CA="${HACK_DIR}/local-cluster.sh rotate-ca"
 	E2E_RESULTS=${E2E_RESULTS:-${ROOT}/_output/e2e-local.results} suite
 	;;
 kind) exec "${HACK_DIR}/kind.sh" e2e ;;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# kind.sh up|down|e2e|check|restart-apiserver: the kind cluster of
+# kind.sh up|down|e2e|check|restart-apiserver|rotate-ca: the kind cluster of
 # `make e2e CLUSTER=kind` and `hack/demo.sh kind`, made from kind-config.yaml
 # (Kubernetes 1.37, one node).
 #
@@ -18,6 +18,10 @@
 #   restart-apiserver
 #          stop kube-apiserver in the node (kubelet starts it again) and wait
 #          until /readyz says ok (the e2e suite's TestAPIServerRestart)
+#   rotate-ca start|finish
+#          rotate the API server's serving CA through the node, as
+#          hack/local-cluster.sh rotate-ca does (the e2e suite's
+#          TestClusterCARotation)
 #
 # up, down and e2e need Docker. kind is the one in PATH, else
 # _output/bin/kind, built from the Go module proxy (go install
@@ -313,6 +317,112 @@ restart_apiserver() {
 	echo "kind.sh: the kubernetes Service (${svc}) connects, $((SECONDS - t0)) s after /readyz${kicked:+ (kube-proxy restarted)}"
 }
 
+# ---------------------------------------------------------------- rotate-ca
+# The same rotation as hack/local-cluster.sh rotate-ca, through the node:
+# kubeadm's PKI is /etc/kubernetes/pki, the control plane runs as static
+# pods, the kubelet under systemd. trust.crt (beside kubeadm's ca.crt, which
+# stays the client CA and signer) is what the API server's clients trust.
+NODE_PKI=/etc/kubernetes/pki
+ROTATION=${NODE_PKI}/rotation # the new CA and serving certificate, between start and finish
+
+node_sh() { docker exec -i "${KIND_CLUSTER}-control-plane" sh -ec "$1"; }
+
+# kubelet_healthy: the node's kubelet answers /healthz (no curl in the node).
+kubelet_healthy() {
+	docker exec "${KIND_CLUSTER}-control-plane" bash -c 'exec 3<>/dev/tcp/127.0.0.1/10248 &&
+		printf "GET /healthz HTTP/1.0\r\n\r\n" >&3 && tail -n1 <&3 | grep -qx ok' 2>/dev/null
+}
+
+# trust_everywhere: every client of the API server trusts the node's
+# trust.crt: the kubeconfigs in /etc/kubernetes (kubelet, scheduler,
+# controller-manager, admins), _output/kind.kubeconfig, kube-controller-manager's
+# --root-ca-file (so kube-root-ca.crt in every namespace), and the pods of
+# kube-system that read ca.crt only when they start (kube-proxy, CoreDNS).
+trust_everywhere() {
+	local node=${KIND_CLUSTER}-control-plane b64 f t0
+	b64=$(node_sh "base64 -w0 ${NODE_PKI}/trust.crt") || die "rotate-ca: cannot read ${NODE_PKI}/trust.crt in ${node}"
+	for f in admin.conf super-admin.conf controller-manager.conf scheduler.conf kubelet.conf; do
+		node_sh "f=/etc/kubernetes/${f}; [ -f \$f ] || exit 0
+			grep -q '^ *certificate-authority-data:' \$f || { echo \"\$f has no certificate-authority-data\" >&2; exit 1; }
+			sed 's|^\( *certificate-authority-data:\).*|\1 ${b64}|' \$f >\$f.tmp && mv \$f.tmp \$f" ||
+			die "rotate-ca: could not write the new CA data into /etc/kubernetes/${f} in ${node}"
+	done
+	"${KIND}" export kubeconfig --name "${KIND_CLUSTER}" --kubeconfig "${KUBECONFIG_OUT}" 2>/dev/null ||
+		die "rotate-ca: kind export kubeconfig failed"
+	# kubeadm's manifest points --root-ca-file at ca.crt; the kubelet
+	# restarts the static pod when its manifest changes.
+	node_sh "m=/etc/kubernetes/manifests/kube-controller-manager.yaml
+		grep -q -- '--root-ca-file=${NODE_PKI}/trust.crt' \$m && exit 0
+		sed 's|--root-ca-file=.*|--root-ca-file=${NODE_PKI}/trust.crt|' \$m >/etc/kubernetes/kcm.yaml.tmp
+		mv /etc/kubernetes/kcm.yaml.tmp \$m" || die "rotate-ca: could not point kube-controller-manager's --root-ca-file at trust.crt"
+	t0=${SECONDS}
+	docker exec "${node}" systemctl restart kubelet || die "rotate-ca: systemctl restart kubelet in ${node} failed"
+	until kubelet_healthy; do
+		((SECONDS - t0 < 60)) || die "rotate-ca: the kubelet in ${node} is not healthy 60 s after its restart (docker exec ${node} journalctl -u kubelet)"
+		sleep 0.5
+	done
+	sleep 5 # the kubelet's first sync of the running pods, as local-cluster.sh
+	# Static pods: a killed container is started again by the kubelet, and
+	# reads its kubeconfig and --root-ca-file afresh.
+	docker exec "${node}" pkill -x kube-scheduler || die "rotate-ca: no kube-scheduler process in ${node}"
+	docker exec "${node}" pkill -x kube-controller-manager || true # gone already if its manifest changed
+	t0=${SECONDS}
+	until [[ $(kc -n default get configmap kube-root-ca.crt -o 'jsonpath={.data.ca\.crt}' 2>/dev/null) == "$(node_sh "cat ${NODE_PKI}/trust.crt")" ]]; do
+		((SECONDS - t0 < 90)) || die "rotate-ca: kube-root-ca.crt in default does not hold trust.crt 90 s after kube-controller-manager's restart (kubectl -n kube-system logs -l component=kube-controller-manager)"
+		sleep 0.5
+	done
+	kc -n kube-system delete pod -l k8s-app=kube-proxy >/dev/null || die "rotate-ca: could not delete the kube-proxy pod"
+	kc -n kube-system rollout restart deployment/coredns >/dev/null || die "rotate-ca: could not restart CoreDNS"
+	kc -n kube-system rollout status daemonset/kube-proxy --timeout=90s >/dev/null &&
+		kc -n kube-system rollout status deployment/coredns --timeout=90s >/dev/null ||
+		die "rotate-ca: kube-proxy or CoreDNS is not available again 90 s after its restart"
+}
+
+# rotate_ca start|finish: see local-cluster.sh rotate-ca.
+#   start   a new CA and serving certificate (hack/cmd/servingca, on this
+#           host), trusted beside the current CA everywhere (trust_everywhere),
+#           then kube-apiserver restarted on the new certificate
+#           (restart-apiserver). Pods get the new ca.crt at the kubelet's sync.
+#   finish  trust the new CA only.
+rotate_ca() {
+	local step=${1:-} node=${KIND_CLUSTER}-control-plane tmp cn
+	need_docker
+	find_kind
+	cluster_exists || die "rotate-ca: no cluster ${KIND_CLUSTER}; run $0 up"
+	case ${step} in
+	start)
+		node_sh "test ! -e ${ROTATION}" ||
+			die "rotate-ca start: a rotation is under way (${ROTATION} in ${node}); end it first: $0 rotate-ca finish"
+		mkdir -p "${TOOLS}"
+		(cd "${HACK_DIR}" && CGO_ENABLED=0 go build -o "${TOOLS}/servingca" ./cmd/servingca) ||
+			die "rotate-ca: go build ./cmd/servingca (in ${HACK_DIR}) failed"
+		tmp=$(mktemp -d)
+		docker exec "${node}" cat "${NODE_PKI}/apiserver.crt" >"${tmp}/current.crt" &&
+			cn=$("${TOOLS}/servingca" -current "${tmp}/current.crt" -out "${tmp}/rotation") &&
+			docker cp "${tmp}/rotation" "${node}:${ROTATION}.tmp" >/dev/null &&
+			node_sh "mv ${ROTATION}.tmp ${ROTATION}" || { rm -rf "${tmp}"; die "rotate-ca start: could not make the new CA"; }
+		rm -rf "${tmp}"
+		echo "kind.sh: rotate-ca start: new serving CA ${cn}; trusting it beside the current one"
+		node_sh "cd ${NODE_PKI}; [ -f trust.crt ] || cp ca.crt trust.crt
+			cat rotation/ca.crt trust.crt >trust.crt.tmp; mv trust.crt.tmp trust.crt"
+		trust_everywhere
+		echo "kind.sh: rotate-ca start: kube-apiserver switches to a certificate from ${cn}"
+		node_sh "cd ${NODE_PKI}; cp rotation/apiserver.key apiserver.key.tmp; cp rotation/apiserver.crt apiserver.crt.tmp
+			mv apiserver.key.tmp apiserver.key; mv apiserver.crt.tmp apiserver.crt"
+		restart_apiserver
+		echo "kind.sh: rotate-ca start: done; kube-apiserver serves a certificate from ${cn}. Once every pod has the new kube-root-ca.crt (the kubelet's sync, about a minute): $0 rotate-ca finish"
+		;;
+	finish)
+		node_sh "test -d ${ROTATION}" || die "rotate-ca finish: no rotation under way; start one: $0 rotate-ca start"
+		node_sh "cd ${NODE_PKI}; cp rotation/ca.crt trust.crt.tmp; mv trust.crt.tmp trust.crt"
+		trust_everywhere
+		node_sh "cd ${NODE_PKI}; mv rotation/ca.crt serving-ca.crt; mv rotation/ca.key serving-ca.key; rm -rf rotation"
+		echo "kind.sh: rotate-ca finish: done; the old serving CA is trusted no more"
+		;;
+	*) die "usage: $0 rotate-ca start|finish (got '${step}')" ;;
+	esac
+}
+
 HOST_STATE= # set by e2e when it starts the private dockerd: the host's state before
 
 cleanup() { # EXIT trap of e2e: down, keeping the exit status
@@ -351,6 +461,7 @@ e2e() {
 	KUBECONFIG=${KUBECONFIG_OUT} KUBECTL_IMAGE=${KUBECTL_IMAGE} \
 		E2E_RESTART_APISERVER="${HACK_DIR}/kind.sh restart-apiserver" \
 		E2E_KILL_CONTAINER="${HACK_DIR}/kind.sh kill-container" \
+		E2E_ROTATE_CA="${HACK_DIR}/kind.sh rotate-ca" \
 		E2E_RESULTS=${E2E_RESULTS:-${ROOT}/_output/e2e-kind.results} "${HACK_DIR}/e2e.sh" suite
 }
 
@@ -370,6 +481,7 @@ case ${what} in
 up | down | e2e) "${what}" ;;
 check) check "${2:-}" ;;
 restart-apiserver) restart_apiserver ;;
+rotate-ca) rotate_ca "${2:-}" ;;
 kill-container) kill_container "${2:-}" ;;
-*) die "usage: kind.sh up|down|e2e|check [FILE]|restart-apiserver|kill-container ID (got '${what}')" ;;
+*) die "usage: kind.sh up|down|e2e|check [FILE]|restart-apiserver|kill-container ID|rotate-ca start|finish (got '${what}')" ;;
 esac

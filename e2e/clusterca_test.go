@@ -1,0 +1,421 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/incluster/incluster/cmd/demo/app"
+)
+
+// TestClusterCARotation rotates the cluster's own serving CA, as an operator
+// does: E2E_ROTATE_CA start (a new CA trusted beside the old one in every
+// kubeconfig and in kube-root-ca.crt, then kube-apiserver restarted on a
+// certificate from it), later E2E_ROTATE_CA finish (the old CA trusted no
+// more). hack/e2e.sh sets it to hack/local-cluster.sh rotate-ca for the
+// local cluster, hack/kind.sh to hack/kind.sh rotate-ca for kind; where it is
+// not set the test fails: the suite never skips. Across the switch:
+//
+//   - demo --watch at 200 ms on this host as if in a pod (client-go and rest;
+//     TestRotation's private mount namespace), whose ca.crt the test writes
+//     with the new kube-root-ca.crt the moment the API server presents the
+//     new certificate. Wanted: no failed report that starts more than the
+//     library's re-read interval (1 s) after the file changed. Beside them,
+//     plain client-go (the settings rest.InClusterConfig makes: CAFile and
+//     BearerTokenFile on the same folder), measured the same way: it reads
+//     the file again only 5 minutes after it last did
+//     (client-go/transport/ca_rotation.go), so it fails until then.
+//   - the demo in a real pod, ca.crt projected from kube-root-ca.crt: the
+//     seconds from the switch until its reports succeed again, bounded by the
+//     kubelet's refresh of the projected volume (its pod sync, about a
+//     minute); no restart.
+//   - deploy/controller (two replicas): no restart, each replica's informers
+//     keep their caches ("ready: caches synced" once), and a ConfigMap
+//     labelled after the switch is hashed once the pods have the new ca.crt.
+//
+// After finish: no failed report, and a new ConfigMap is hashed at once.
+func TestClusterCARotation(t *testing.T) {
+	rotate := os.Getenv("E2E_ROTATE_CA")
+	if rotate == "" {
+		t.Fatal("E2E_ROTATE_CA is not set: no command to rotate this cluster's serving CA (hack/e2e.sh sets it for CLUSTER=local and CLUSTER=kind; for another cluster, set it to a command that takes start or finish)")
+	}
+	ctx := t.Context()
+	const recoverWithin = 3 * time.Minute // the kubelet's sync (1 min) plus its ConfigMap cache, with room
+
+	// The host demos, and plain client-go beside them.
+	h := newHostPod(t, "clusterca")
+	writeAtomic(t, h.saDir, "token", h.token("anchor"))
+	demoBin := buildDemo(t)
+	server := net.JoinHostPort(h.host, h.port)
+	watchers := []*watcher{
+		startWatch(t, demoBin, h.saDir, h.host, h.port, "--via=client-go"),
+		startWatch(t, demoBin, h.saDir, h.host, h.port, "--via=rest", "--server="+server),
+	}
+	plain := startPlainClientGo(t, h)
+	// The real pod.
+	podNS, _, pod := deployDemo(t, ctx, demoCase{name: "clusterca-pod", args: func(string) []string { return []string{"--watch", "--interval=200ms"} }})
+	// The controller.
+	e := deployController(t, "clusterca-ctl", nil)
+
+	for _, w := range watchers {
+		w.waitReports(t, 5)
+	}
+	plain.waitReportsAfter(t, time.Time{}, 5)
+	waitPodReports(t, podNS, pod.Name, podTimeout, "5 reports", nAfter(5, time.Time{}))
+	ctlPods := e.waitReady(2, 2*time.Minute)
+	d, _ := e.waitHash("before", createLabelled(t, e, "before"), 30*time.Second)
+	t.Logf("2 controller replicas Ready; a ConfigMap hashed %.2f s after create", d.Seconds())
+
+	// start: the moment the server presents the new CA's certificate, the
+	// host demos' ca.crt gets the new kube-root-ca.crt.
+	sw := watchSwitch(t, h.ns, h.saDir)
+	out, err := exec.Command("/bin/sh", "-c", rotate+" start").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s start: %v\n%s", rotate, err, out)
+	}
+	t.Logf("%s start: %s", rotate, lastLines(string(out), 1))
+	switched, written := sw.wait(t)
+	t.Logf("the API server switched to %s at %s; the host demos' ca.crt got the new kube-root-ca.crt %.0f ms later",
+		sw.newIssuer, switched.UTC().Format("15:04:05.000"), written.Sub(switched).Seconds()*1000)
+	if err := loadKubeconfig(); err != nil { // it now trusts both CAs
+		t.Fatal(err)
+	}
+	afterSwitch := createLabelled(t, e, "after-switch")
+
+	// (b) and (c): the pod and the controller follow once the kubelet has
+	// refreshed their ca.crt; the host demos run on meanwhile.
+	reps := waitPodReports(t, podNS, pod.Name, recoverWithin, "a good report after the switch", func(reps []app.Report) bool {
+		_, ok := firstGoodAfter(reps, switched)
+		return ok
+	})
+	good, _ := firstGoodAfter(reps, switched)
+	podOK := good.Time.Sub(switched)
+	ctlOK, _ := e.waitHash("after-switch", afterSwitch, recoverWithin)
+	for _, w := range watchers {
+		w.waitReportsAfter(t, written, 10)
+	}
+
+	out, err = exec.Command("/bin/sh", "-c", rotate+" finish").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s finish: %v\n%s", rotate, err, out)
+	}
+	finished := time.Now()
+	t.Logf("%s finish: %s", rotate, lastLines(string(out), 1))
+	if err := loadKubeconfig(); err != nil { // it now trusts the new CA only
+		t.Fatal(err)
+	}
+	if d, _ := e.waitHash("after-finish", createLabelled(t, e, "after-finish"), 30*time.Second); d > 5*time.Second {
+		t.Errorf("a ConfigMap created after rotate-ca finish was hashed %.1f s later, want within 5 s", d.Seconds())
+	}
+	for _, w := range watchers {
+		w.waitReportsAfter(t, finished, 10)
+	}
+	reps = waitPodReports(t, podNS, pod.Name, time.Minute, "10 reports after finish", nAfter(10, finished))
+
+	// (a) the host demos, and plain client-go.
+	for _, w := range watchers {
+		w.stop(t)
+		w.mu.Lock()
+		failedAfterWrite, late, total := countAfter(w.reports, written, time.Second)
+		failedSwitch, _, _ := countAfter(w.reports, switched, 0)
+		w.mu.Unlock()
+		t.Logf("%s: %d reports; after the switch %d failed, after ca.crt changed %d (more than 1 s after: %d)", w.via, total, failedSwitch, failedAfterWrite, late)
+		if late != 0 {
+			t.Errorf("%s: %d failed reports more than 1 s after ca.crt got the new CA; want none\n%s", w.via, late, lastLines(w.stderr.String(), 5))
+		}
+	}
+	plain.stop()
+	failed, _, total := countAfter(plain.reports, written, 0)
+	age := time.Since(plain.built)
+	t.Logf("plain client-go (CAFile, its transport built %.0f s ago): %d reports after ca.crt changed, %d failed; it reads the file again 5 min after it last did",
+		age.Seconds(), total, failed)
+	if failed == 0 && age < 5*time.Minute {
+		t.Errorf("control: plain client-go, which reads ca.crt again only after 5 minutes, had no failed report after the switch: the clients did not see the server's new certificate, and the cases above prove nothing")
+	}
+
+	// (b) the real pod.
+	failedPod, _, _ := countAfter(reps, switched, 0)
+	failedAfterFinish, _, _ := countAfter(reps, finished, 0)
+	t.Logf("pod %s/%s (ca.crt projected by the kubelet): %d failed reports after the switch; good again %.1f s after it, the kubelet's refresh of kube-root-ca.crt; after finish %d failed",
+		podNS, pod.Name, failedPod, podOK.Seconds(), failedAfterFinish)
+	if failedAfterFinish != 0 {
+		t.Errorf("pod %s: %d failed reports after rotate-ca finish, want none", pod.Name, failedAfterFinish)
+	}
+	if p, err := client.CoreV1().Pods(podNS).Get(ctx, pod.Name, metav1.GetOptions{}); err != nil || restarts(p) != 0 {
+		t.Errorf("pod %s: restarted (%v), want no restart", pod.Name, err)
+	}
+
+	// (c) the controller.
+	t.Logf("controller: the ConfigMap created after the switch was hashed %.1f s later", ctlOK.Seconds())
+	for _, p := range ctlPods {
+		cur, err := client.CoreV1().Pods(e.ns).Get(ctx, p.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Errorf("controller pod %s: %v", p.Name, err)
+			continue
+		}
+		logs := e.logs(ctx, p.Name)
+		synced := strings.Count(logs, "ready: caches synced")
+		t.Logf("controller pod %s: %d restarts, \"caches synced\" %d time(s), last lines:\n%s", p.Name, restarts(cur), synced, lastLines(logs, 4))
+		if restarts(cur) != 0 || synced != 1 {
+			t.Errorf("controller pod %s: %d restarts, caches synced %d times; want 0 and 1 (the informers keep their caches across the switch)", p.Name, restarts(cur), synced)
+		}
+	}
+}
+
+// countAfter counts the reports that started after since: failed, failed
+// more than grace after since, and all of them.
+func countAfter(reports []app.Report, since time.Time, grace time.Duration) (failed, late, total int) {
+	for _, r := range reports {
+		if !r.Time.After(since) {
+			continue
+		}
+		total++
+		if r.Error != "" {
+			failed++
+			if r.Time.Sub(since) > grace {
+				late++
+			}
+		}
+	}
+	return failed, late, total
+}
+
+// createLabelled creates a ConfigMap for the controller to hash and returns
+// when.
+func createLabelled(t *testing.T, e *controllerEnv, name string) time.Time {
+	t.Helper()
+	created := time.Now()
+	if _, err := client.CoreV1().ConfigMaps(e.ns).Create(t.Context(), &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{hashLabel: "true"}},
+		Data:       map[string]string{"k": name}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return created
+}
+
+// waitPodReports polls the demo pod's log (every second, up to timeout)
+// until done is true of its reports, and returns them.
+func waitPodReports(t *testing.T, ns, pod string, timeout time.Duration, what string, done func([]app.Report) bool) []app.Report {
+	t.Helper()
+	var reps []app.Report
+	err := wait.PollUntilContextTimeout(t.Context(), time.Second, timeout, true, func(ctx context.Context) (bool, error) {
+		raw, err := client.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{Container: demoContainer}).DoRaw(ctx)
+		if err != nil {
+			return false, nil // the API server may be away for a moment
+		}
+		if reps, err = parseReports(string(raw)); err != nil {
+			return false, err
+		}
+		return done(reps), nil
+	})
+	if err != nil {
+		t.Fatalf("pod %s/%s: %s: not within %s (%d reports, last: %+v)", ns, pod, what, timeout, len(reps), lastReport(reps))
+	}
+	return reps
+}
+
+func lastReport(reps []app.Report) app.Report {
+	if len(reps) == 0 {
+		return app.Report{}
+	}
+	return reps[len(reps)-1]
+}
+
+// nAfter is a waitPodReports condition: n reports that started after since.
+func nAfter(n int, since time.Time) func([]app.Report) bool {
+	return func(reps []app.Report) bool { _, _, total := countAfter(reps, since, 0); return total >= n }
+}
+
+// firstGoodAfter returns the first good report that started after since.
+func firstGoodAfter(reps []app.Report, since time.Time) (app.Report, bool) {
+	for _, r := range reps {
+		if r.Time.After(since) && r.Error == "" {
+			return r, true
+		}
+	}
+	return app.Report{}, false
+}
+
+// switchWatch sees the API server present a certificate from another CA:
+// it dials the server every 20 ms (TLS, verifying nothing: it only reads the
+// issuer), keeps the latest kube-root-ca.crt of a namespace until then, and
+// at that moment writes it as saDir/ca.crt, as the kubelet would.
+type switchWatch struct {
+	done      chan struct{}
+	oldIssuer string
+	mu        sync.Mutex // guards bundle
+	bundle    string
+	// set before done is closed
+	at, written time.Time
+	newIssuer   string
+	err         error
+}
+
+func watchSwitch(t *testing.T, ns, saDir string) *switchWatch {
+	t.Helper()
+	addr := strings.TrimPrefix(restConfig.Host, "https://")
+	first, err := serverCert(addr)
+	if err != nil {
+		t.Fatalf("TLS dial of the API server (%s): %v", addr, err)
+	}
+	s := &switchWatch{done: make(chan struct{}), oldIssuer: first.Issuer.CommonName}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	cs := client // the one that trusts the old CA: it fails once the server switched
+	go func() {
+		for ctx.Err() == nil {
+			c, cancelGet := context.WithTimeout(ctx, 2*time.Second)
+			if cm, err := cs.CoreV1().ConfigMaps(ns).Get(c, "kube-root-ca.crt", metav1.GetOptions{}); err == nil {
+				s.mu.Lock()
+				s.bundle = cm.Data["ca.crt"]
+				s.mu.Unlock()
+			}
+			cancelGet()
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	go func() {
+		defer close(s.done)
+		defer cancel()
+		for ctx.Err() == nil {
+			if leaf, err := serverCert(addr); err == nil && leaf.Issuer.CommonName != s.oldIssuer {
+				s.at, s.newIssuer = time.Now(), leaf.Issuer.CommonName
+				s.mu.Lock()
+				bundle := s.bundle
+				s.mu.Unlock()
+				s.err = writeCA(saDir, bundle, leaf)
+				s.written = time.Now()
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		s.err = ctx.Err()
+	}()
+	return s
+}
+
+// writeCA writes bundle as dir/ca.crt (a new file renamed over the old
+// one), after checking that it holds the CA of leaf.
+func writeCA(dir, bundle string, leaf *x509.Certificate) error {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(bundle)) {
+		return fmt.Errorf("kube-root-ca.crt holds no certificate:\n%s", bundle)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: pool}); err != nil {
+		return fmt.Errorf("when the API server switched to a certificate from %s, kube-root-ca.crt (%d certificates) did not hold its CA yet: the rotation command must publish the new CA before it restarts the API server: %v",
+			leaf.Issuer.CommonName, strings.Count(bundle, "BEGIN CERTIFICATE"), err)
+	}
+	tmp := filepath.Join(dir, ".ca.crt.new")
+	if err := os.WriteFile(tmp, []byte(bundle), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, "ca.crt"))
+}
+
+// wait returns when the server switched and when ca.crt was written.
+func (s *switchWatch) wait(t *testing.T) (switched, written time.Time) {
+	t.Helper()
+	select {
+	case <-s.done:
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("the API server still presents a certificate from %s 2 minutes after the rotation command returned", s.oldIssuer)
+	}
+	if s.at.IsZero() {
+		t.Fatalf("the API server still presents a certificate from %s: %v", s.oldIssuer, s.err)
+	}
+	if s.err != nil {
+		t.Fatal(s.err)
+	}
+	return s.at, s.written
+}
+
+// serverCert returns the certificate the server at addr presents.
+func serverCert(addr string) (*x509.Certificate, error) {
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // only the issuer is read
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0], nil
+}
+
+// plainClientGo asks /api every 200 ms with plain client-go, configured as
+// rest.InClusterConfig configures it (CAFile and BearerTokenFile in the
+// service-account folder), and keeps a report per request.
+type plainClientGo struct {
+	built   time.Time
+	stop    func()
+	mu      sync.Mutex
+	reports []app.Report
+}
+
+func startPlainClientGo(t *testing.T, h *hostPod) *plainClientGo {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(&rest.Config{
+		Host:            "https://" + net.JoinHostPort(h.host, h.port),
+		TLSClientConfig: rest.TLSClientConfig{CAFile: filepath.Join(h.saDir, "ca.crt")},
+		BearerTokenFile: filepath.Join(h.saDir, "token"),
+		Timeout:         5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &plainClientGo{built: time.Now()}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	p.stop = sync.OnceFunc(func() { cancel(); <-done })
+	t.Cleanup(p.stop)
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(200 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			r := app.Report{Time: time.Now(), Via: "plain client-go"}
+			if _, err := cs.Discovery().RESTClient().Get().AbsPath("/api").DoRaw(ctx); err != nil {
+				r.Error = err.Error()
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			p.mu.Lock()
+			p.reports = append(p.reports, r)
+			p.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return p
+}
+
+// waitReportsAfter waits for n reports that started after since.
+func (p *plainClientGo) waitReportsAfter(t *testing.T, since time.Time, n int) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		_, _, total := countAfter(p.reports, since, 0)
+		return total >= n, nil
+	})
+	if err != nil {
+		t.Fatalf("plain client-go: %d reports within a minute: %v", n, err)
+	}
+}
