@@ -136,16 +136,20 @@ func TestClusterCARotation(t *testing.T) {
 		failedAfterWrite, late, total := countAfter(w.reports, written, time.Second)
 		failedSwitch, _, _ := countAfter(w.reports, switched, 0)
 		w.mu.Unlock()
-		t.Logf("%s: %d reports; after the switch %d failed, after ca.crt changed %d (more than 1 s after: %d)", w.via, total, failedSwitch, failedAfterWrite, late)
+		t.Logf("%s: %d reports after ca.crt changed; failed: %d after the switch, %d after ca.crt changed (more than 1 s after: %d)", w.via, total, failedSwitch, failedAfterWrite, late)
 		if late != 0 {
 			t.Errorf("%s: %d failed reports more than 1 s after ca.crt got the new CA; want none\n%s", w.via, late, lastLines(w.stderr.String(), 5))
 		}
 	}
 	plain.stop()
 	failed, _, total := countAfter(plain.reports, written, 0)
+	failedAll, _, all := countAfter(plain.reports, time.Time{}, 0)
 	age := time.Since(plain.built)
-	t.Logf("plain client-go (CAFile, its transport built %.0f s ago): %d reports after ca.crt changed, %d failed; it reads the file again 5 min after it last did",
-		age.Seconds(), total, failed)
+	t.Logf("plain client-go (CAFile, its transport built %.0f s ago): %d reports after ca.crt changed, %d failed (%d of %d before); it reads the file again 5 min after it last did; its last error: %s",
+		age.Seconds(), total, failed, failedAll-failed, all-total, lastReport(plain.reports).Error)
+	if failedAll-failed == all-total {
+		t.Errorf("plain client-go: every one of its %d reports before the switch failed; it proves nothing", all-total)
+	}
 	if failed == 0 && age < 5*time.Minute {
 		t.Errorf("control: plain client-go, which reads ca.crt again only after 5 minutes, had no failed report after the switch: the clients did not see the server's new certificate, and the cases above prove nothing")
 	}

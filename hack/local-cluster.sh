@@ -811,10 +811,15 @@ cmd_restart() {
 	if pid=$(pid_of "${name}"); then
 		log "killing ${name} (pid ${pid}, SIGKILL)"
 		kill -KILL "${pid}" 2>/dev/null || true
-		for ((i = 0; i < 100; i++)); do # gone, or a zombie: its port is free
-			[[ $(awk '{print $3}' "/proc/${pid}/stat" 2>/dev/null) =~ ^(Z|)$ ]] && break
+		# Gone, or a zombie whose threads have all exited: only then are its
+		# files (its listening port) closed. The thread-group leader turns
+		# zombie first; with many connections open, the other threads of
+		# kube-apiserver took longer, and its successor found the port in use.
+		for ((i = 0; i < 200; i++)); do
+			exited "${pid}" && break
 			sleep 0.05
 		done
+		exited "${pid}" || warn "${name} (pid ${pid}) has not exited 10 s after SIGKILL"
 	fi
 	rm -f "${RUN}/${name}.pid"
 	eval "set -- ${args}"
@@ -823,6 +828,15 @@ cmd_restart() {
 		wait_for "kube-apiserver /readyz" 90 "${LOGS}/kube-apiserver.log" apiserver_ready
 	fi
 	log "restarted ${name} in $((SECONDS - t0)) s"
+}
+
+# exited PID: the process is gone, or a zombie with no thread left running.
+exited() {
+	local tasks
+	[[ -d /proc/$1 ]] || return 0
+	[[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) == Z ]] || return 1
+	tasks=$(find "/proc/$1/task" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+	((tasks <= 1))
 }
 
 # cmd_kill_container ID: SIGKILL a container's task through containerd.
@@ -863,6 +877,10 @@ restart_clients() {
 	cmd_restart kube-controller-manager
 	wait_for "kube-controller-manager to publish trust.crt as kube-root-ca.crt" 60 \
 		"${LOGS}/kube-controller-manager.log" root_ca_published
+	# CoreDNS reads its ca.crt only when it starts: a new pod gets the new one.
+	kc -n kube-system rollout restart deployment/coredns >/dev/null &&
+		kc -n kube-system rollout status deployment/coredns --timeout=90s >/dev/null ||
+		die "rotate-ca: CoreDNS is not available again 90 s after its restart (kubectl -n kube-system describe pods -l k8s-app=kube-dns)"
 }
 
 # cmd_rotate_ca start|finish: rotate the API server's serving CA, the one
