@@ -364,8 +364,9 @@ trust_everywhere() {
 	sleep 5 # the kubelet's first sync of the running pods, as local-cluster.sh
 	# Static pods: a killed container is started again by the kubelet, and
 	# reads its kubeconfig and --root-ca-file afresh.
-	docker exec "${node}" pkill -x kube-scheduler || die "rotate-ca: no kube-scheduler process in ${node}"
-	docker exec "${node}" pkill -x kube-controller-manager || true # gone already if its manifest changed
+	# (-f: a process's name, which pkill -x matches, is cut at 15 characters.)
+	docker exec "${node}" pkill -f '^kube-scheduler ' || die "rotate-ca: no kube-scheduler process in ${node}"
+	docker exec "${node}" pkill -f '^kube-controller-manager ' || true # being replaced if its manifest changed
 	t0=${SECONDS}
 	until [[ $(kc -n default get configmap kube-root-ca.crt -o 'jsonpath={.data.ca\.crt}' 2>/dev/null) == "$(node_sh "cat ${NODE_PKI}/trust.crt")" ]]; do
 		((SECONDS - t0 < 90)) || die "rotate-ca: kube-root-ca.crt in default does not hold trust.crt 90 s after kube-controller-manager's restart (kubectl -n kube-system logs -l component=kube-controller-manager)"
