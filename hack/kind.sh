@@ -374,9 +374,10 @@ trust_everywhere() {
 	done
 	kc -n kube-system delete pod -l k8s-app=kube-proxy >/dev/null || die "rotate-ca: could not delete the kube-proxy pod"
 	kc -n kube-system rollout restart deployment/coredns >/dev/null || die "rotate-ca: could not restart CoreDNS"
-	kc -n kube-system rollout status daemonset/kube-proxy --timeout=90s >/dev/null &&
-		kc -n kube-system rollout status deployment/coredns --timeout=90s >/dev/null ||
-		die "rotate-ca: kube-proxy or CoreDNS is not available again 90 s after its restart"
+	kc -n kube-system rollout status daemonset/kube-proxy --timeout=90s >/dev/null ||
+		die "rotate-ca: kube-proxy is not available again 90 s after its restart"
+	kc -n kube-system rollout status deployment/coredns --timeout=90s >/dev/null ||
+		die "rotate-ca: CoreDNS is not available again 90 s after its restart"
 }
 
 # rotate_ca start|finish: see local-cluster.sh rotate-ca.
@@ -398,10 +399,13 @@ rotate_ca() {
 		(cd "${HACK_DIR}" && CGO_ENABLED=0 go build -o "${TOOLS}/servingca" ./cmd/servingca) ||
 			die "rotate-ca: go build ./cmd/servingca (in ${HACK_DIR}) failed"
 		tmp=$(mktemp -d)
-		docker exec "${node}" cat "${NODE_PKI}/apiserver.crt" >"${tmp}/current.crt" &&
+		if ! { docker exec "${node}" cat "${NODE_PKI}/apiserver.crt" >"${tmp}/current.crt" &&
 			cn=$("${TOOLS}/servingca" -current "${tmp}/current.crt" -out "${tmp}/rotation") &&
 			docker cp "${tmp}/rotation" "${node}:${ROTATION}.tmp" >/dev/null &&
-			node_sh "mv ${ROTATION}.tmp ${ROTATION}" || { rm -rf "${tmp}"; die "rotate-ca start: could not make the new CA"; }
+			node_sh "mv ${ROTATION}.tmp ${ROTATION}"; }; then
+			rm -rf "${tmp}"
+			die "rotate-ca start: could not make the new CA and copy it into ${node}"
+		fi
 		rm -rf "${tmp}"
 		echo "kind.sh: rotate-ca start: new serving CA ${cn}; trusting it beside the current one"
 		node_sh "cd ${NODE_PKI}; [ -f trust.crt ] || cp ca.crt trust.crt

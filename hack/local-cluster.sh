@@ -878,8 +878,8 @@ restart_clients() {
 	wait_for "kube-controller-manager to publish trust.crt as kube-root-ca.crt" 60 \
 		"${LOGS}/kube-controller-manager.log" root_ca_published
 	# CoreDNS reads its ca.crt only when it starts: a new pod gets the new one.
-	kc -n kube-system rollout restart deployment/coredns >/dev/null &&
-		kc -n kube-system rollout status deployment/coredns --timeout=90s >/dev/null ||
+	kc -n kube-system rollout restart deployment/coredns >/dev/null || die "rotate-ca: could not restart CoreDNS"
+	kc -n kube-system rollout status deployment/coredns --timeout=90s >/dev/null ||
 		die "rotate-ca: CoreDNS is not available again 90 s after its restart (kubectl -n kube-system describe pods -l k8s-app=kube-dns)"
 }
 
