@@ -38,7 +38,6 @@ set -euo pipefail
 STATE=${INCLUSTER_DOCKER_STATE:-/var/lib/incluster-docker}
 RUN=/run/incluster-docker
 SOCK=${RUN}/docker.sock
-TOOLS=${ROOT}/_output/hack
 LOG=${STATE}/dockerd.log
 
 
@@ -65,11 +64,8 @@ up() {
 		return 0
 	fi
 	deps
-	# shellcheck source=hack/go-env.sh
-	. "${HACK_DIR}/go-env.sh"
-	mkdir -p "${STATE}" "${RUN}" "${TOOLS}"
-	(cd "${HACK_DIR}" && CGO_ENABLED=0 go build -trimpath -o "${TOOLS}/runc-capfix" ./cmd/runc-capfix) ||
-		die "go build ./cmd/runc-capfix failed"
+	mkdir -p "${STATE}" "${RUN}"
+	build_tool runc-capfix
 
 	# What down restores.
 	if [[ ! -f ${RUN}/host.before ]]; then

@@ -38,7 +38,6 @@ set -euo pipefail
 # shellcheck source=hack/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # HACK_DIR, ROOT, hack/versions, log/warn/die; bash 4.4+
 OUT=${IMAGES_OUT:-${ROOT}/_output/images}
-TOOLS=${ROOT}/_output/hack # host-side helper binaries (mkimage)
 BIN=${IMAGES_OUT:+${IMAGES_OUT}/bin}
 BIN=${BIN:-${TOOLS}} # the images' binaries
 DEMO_IMAGE=${DEMO_IMAGE:-incluster-demo:dev}

@@ -43,7 +43,6 @@ SELF=${HACK_DIR}/$(basename "${BASH_SOURCE[0]}")
 K8S_VERSION=${KUBERNETES_VERSION}
 CACHE=${INCLUSTER_CACHE}
 OUT=${CACHE}/kind-node-${K8S_VERSION}
-TOOLS=${ROOT}/_output/hack
 SUITE=bookworm
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 PACKAGES=systemd,jq,containerd,runc,containernetworking-plugins,conntrack,iptables,nftables,iproute2,ethtool,kmod,libseccomp2,pigz,ca-certificates,procps

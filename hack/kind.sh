@@ -58,7 +58,6 @@ CONFIG=${ROOT}/kind-config.yaml
 KUBECONFIG_OUT=${ROOT}/_output/kind.kubeconfig
 IMAGES=${ROOT}/_output/images
 BIN=${ROOT}/_output/bin   # kind, when built here
-TOOLS=${ROOT}/_output/hack # host-side helper binaries (kindcheck)
 KUBECTL_IMAGE=registry.k8s.io/kubectl:${KUBERNETES_VERSION}
 KIND_NODE_IMAGE=${KIND_NODE_IMAGE:-}
 OFFLINE_IMAGE=incluster.local/kind-node:${KUBERNETES_VERSION}
@@ -189,9 +188,7 @@ cluster_exists() {
 check() { # check [FILE]: kind's loader and the project's rules, no Docker
 	local file=${1:-${CONFIG}}
 	command -v go >/dev/null || die "go not found in PATH nor in /usr/local/go/bin"
-	mkdir -p "${TOOLS}"
-	(cd "${HACK_DIR}" && CGO_ENABLED=0 go build -o "${TOOLS}/kindcheck" ./cmd/kindcheck) ||
-		die "go build ./cmd/kindcheck (in ${HACK_DIR}) failed"
+	build_tool kindcheck
 	"${TOOLS}/kindcheck" -name "${KIND_CLUSTER}" -kind-version "${KIND_VERSION}" "${file}"
 	# And with the offline patches, as KIND_NODE_IMAGE=offline uses it.
 	mkdir -p "$(dirname "${OFFLINE_CONFIG}")"
@@ -395,9 +392,7 @@ rotate_ca() {
 	start)
 		node_sh "test ! -e ${ROTATION}" ||
 			die "rotate-ca start: a rotation is under way (${ROTATION} in ${node}); end it first: $0 rotate-ca finish"
-		mkdir -p "${TOOLS}"
-		(cd "${HACK_DIR}" && CGO_ENABLED=0 go build -o "${TOOLS}/servingca" ./cmd/servingca) ||
-			die "rotate-ca: go build ./cmd/servingca (in ${HACK_DIR}) failed"
+		build_tool servingca
 		tmp=$(mktemp -d)
 		if ! { docker exec "${node}" cat "${NODE_PKI}/apiserver.crt" >"${tmp}/current.crt" &&
 			cn=$("${TOOLS}/servingca" -current "${tmp}/current.crt" -out "${tmp}/rotation") &&

@@ -11,6 +11,8 @@
 #   INCLUSTER_CACHE       where built binaries and images are kept
 #                         (default /var/cache/incluster)
 #   K8S_BIN               the Kubernetes binaries of hack/build-k8s.sh
+#   TOOLS                 host-side helper binaries (_output/hack), built
+#                         from hack/cmd by build_tool
 #
 # and defines:
 #
@@ -19,6 +21,7 @@
 #   bash_ok MAJOR MINOR   whether that bash is new enough (4.4: mapfile,
 #                         empty arrays under set -u)
 #   sha256 FILE...        "HASH  FILE" lines: sha256sum, else shasum -a 256 (macOS)
+#   build_tool NAME       go build hack/cmd/NAME for this host into TOOLS/NAME
 #   go_arch MACHINE       Go's name (GOARCH) of a machine as uname -m or
 #                         docker info say it: x86_64 -> amd64, aarch64 -> arm64
 
@@ -39,6 +42,7 @@ ROOT=$(cd "${HACK_DIR}/.." && pwd)
 INCLUSTER_CACHE=${INCLUSTER_CACHE:-/var/cache/incluster}
 # shellcheck disable=SC2034
 K8S_BIN=${INCLUSTER_CACHE}/k8s-${KUBERNETES_VERSION}/bin
+TOOLS=${ROOT}/_output/hack
 
 LOG_PREFIX=${LOG_PREFIX:-${0##*/}}
 log() { echo "${LOG_PREFIX}: $*"; }
@@ -54,6 +58,14 @@ sha256() {
 	else
 		shasum -a 256 "$@"
 	fi
+}
+
+build_tool() {
+	# shellcheck source=hack/go-env.sh
+	. "${HACK_DIR}/go-env.sh"
+	mkdir -p "${TOOLS}"
+	(cd "${HACK_DIR}" && CGO_ENABLED=0 go build -trimpath -o "${TOOLS}/$1" "./cmd/$1") ||
+		die "go build ./cmd/$1 (in ${HACK_DIR}) failed"
 }
 
 go_arch() {

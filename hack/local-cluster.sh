@@ -47,7 +47,6 @@ LOG_PREFIX=local-cluster
 STATE=${INCLUSTER_STATE:-/var/lib/incluster-cluster}
 BIN=${K8S_BIN}
 IMAGES=${ROOT}/_output/images
-TOOLS=${ROOT}/_output/hack
 
 LOGS=${STATE}/logs
 RUN=${STATE}/run
@@ -811,10 +810,11 @@ cmd_restart() {
 	if pid=$(pid_of "${name}"); then
 		log "killing ${name} (pid ${pid}, SIGKILL)"
 		kill -KILL "${pid}" 2>/dev/null || true
-		# Gone, or a zombie whose threads have all exited: only then are its
-		# files (its listening port) closed. The thread-group leader turns
-		# zombie first; with many connections open, the other threads of
-		# kube-apiserver took longer, and its successor found the port in use.
+		# Gone, or a zombie whose threads have all exited. Waiting only for
+		# the thread-group leader to turn zombie was not enough once: the
+		# new kube-apiserver, started 60 ms after the kill, found its port
+		# in use (the likely cause: other threads still exiting, holding
+		# the process's files).
 		for ((i = 0; i < 200; i++)); do
 			exited "${pid}" && break
 			sleep 0.05
@@ -848,15 +848,6 @@ cmd_kill_container() {
 }
 
 # ---------------------------------------------------------------- rotate-ca
-
-# build_servingca: hack/cmd/servingca, the new CA and serving certificate.
-build_servingca() {
-	# shellcheck source=hack/go-env.sh
-	. "${HACK_DIR}/go-env.sh"
-	mkdir -p "${TOOLS}"
-	(cd "${HACK_DIR}" && CGO_ENABLED=0 go build -o "${TOOLS}/servingca" ./cmd/servingca) ||
-		die "rotate-ca: go build ./cmd/servingca (in ${HACK_DIR}) failed"
-}
 
 # root_ca_published: kube-root-ca.crt in default holds trust.crt.
 root_ca_published() {
@@ -900,7 +891,7 @@ cmd_rotate_ca() {
 	case ${step} in
 	start)
 		[[ ! -e ${rot} ]] || die "rotate-ca start: a rotation is under way (${rot}); end it first: $0 rotate-ca finish"
-		build_servingca
+		build_tool servingca # the new CA and serving certificate
 		cn=$("${TOOLS}/servingca" -current "${PKI}/apiserver.crt" -out "${rot}.tmp") ||
 			die "rotate-ca start: hack/cmd/servingca failed"
 		mv "${rot}.tmp" "${rot}"
