@@ -26,47 +26,122 @@ var (
 	errRoundOver    = errors.New("the election round is over")
 )
 
+// leaseTakenError is the cause of the work's cancellation when the Lease
+// names another holder.
+type leaseTakenError struct{ holder string }
+
+func (e *leaseTakenError) Error() string { return "the Lease is held by " + e.holder }
+
 // errReleaseRefused is what leaseGate answers client-go's release with while
 // the work runs; client-go logs it and lets the lease expire.
 var errReleaseRefused = errors.New("lease release refused: the leader's work has not returned yet; the lease will expire instead")
 
-// leaseGate is the resourcelock.Interface given to client-go's elector: a
-// LeaseLock, plus two things. It records when this replica last wrote the
-// Lease as its holder (for /healthz and the renewal watchdog). And it
-// refuses to release the lease (client-go's release is an Update with an
-// empty holder) while the work runs, or before the work has started if it
-// is going to: client-go's ReleaseOnCancel releases when its renew loop
-// stops, whether or not the leader's function has returned.
+// errShutdownDeadline is what leaseGate answers once the shutdown's time is
+// spent: no election request starts after it.
+var errShutdownDeadline = errors.New("the shutdown timeout is spent: no more lease requests")
+
+// leaseGate is the resourcelock.Interface given to client-go's elector, and
+// the one place where this replica decides whether it may run the work. It
+// wraps a LeaseLock and:
+//
+//   - bounds every request (requestTimeout, and the shutdown deadline once
+//     set), so that one hung request cannot cost the lease or the shutdown;
+//   - records the renewTime of each renewal it wrote as holder (for
+//     /healthz and the watchdog): the time client-go stamped into the Lease
+//     before sending it, so a slow but successful write is not counted as
+//     later than it was;
+//   - stops the work at the first sign that the Lease names another holder:
+//     a Get of the elector, or one of heldBy's checks (the Lease watch);
+//   - refuses to release the lease (client-go's release is an Update with
+//     an empty holder) while the work runs, or before the work has started
+//     if it is going to (client-go's ReleaseOnCancel releases when its
+//     renew loop stops, whether or not the leader's function has returned),
+//     and when the Lease names another holder (client-go would overwrite
+//     it: its release checks a stale view of who holds it).
 type leaseGate struct {
 	resourcelock.Interface
-	now func() time.Time
+	now            func() time.Time
+	requestTimeout time.Duration
+	onTaken        func(holder string) // called once, when the Lease is first found taken
 
 	mu        sync.Mutex
 	closed    bool // no work may start any more
 	started   bool // the work was started in this round
 	running   bool // the work runs
 	cancel    context.CancelCauseFunc
-	lastRenew time.Time
-	released  bool // the release was written
+	held      bool      // this replica wrote the Lease as its holder in this round
+	lastRenew time.Time // the renewTime of that write
+	takenBy   string    // another holder the Lease named after this replica held it
+	released  bool      // the release was written
+	deadline  time.Time // no request after it (shutdown); zero: none
 }
 
-func newLeaseGate(lock resourcelock.Interface, now func() time.Time) *leaseGate {
-	return &leaseGate{Interface: lock, now: now}
+func newLeaseGate(lock resourcelock.Interface, now func() time.Time, requestTimeout time.Duration) *leaseGate {
+	return &leaseGate{Interface: lock, now: now, requestTimeout: requestTimeout}
+}
+
+// requestContext bounds one request by the request timeout and the
+// shutdown deadline.
+func (g *leaseGate) requestContext(ctx context.Context) (context.Context, context.CancelFunc, error) {
+	g.mu.Lock()
+	deadline := g.deadline
+	g.mu.Unlock()
+	d := g.requestTimeout
+	if !deadline.IsZero() {
+		left := deadline.Sub(g.now())
+		if left <= 0 {
+			return nil, nil, errShutdownDeadline
+		}
+		d = min(d, left)
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	return ctx, cancel, nil
+}
+
+// setDeadline makes every request end by t.
+func (g *leaseGate) setDeadline(t time.Time) {
+	g.mu.Lock()
+	g.deadline = t
+	g.mu.Unlock()
+}
+
+// Get reads the Lease; a holder other than this replica stops the work.
+func (g *leaseGate) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []byte, error) {
+	ctx, cancel, err := g.requestContext(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer cancel()
+	r, raw, err := g.Interface.Get(ctx)
+	if err == nil && r != nil {
+		g.observe(r.HolderIdentity)
+	}
+	return r, raw, err
 }
 
 // Create is the first acquisition of a new Lease.
 func (g *leaseGate) Create(ctx context.Context, r resourcelock.LeaderElectionRecord) error {
-	err := g.Interface.Create(ctx, r)
+	ctx, cancel, err := g.requestContext(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	err = g.Interface.Create(ctx, r)
 	g.renewed(r, err)
 	return err
 }
 
 // Update acquires, renews or (with an empty holder) releases the lease.
 func (g *leaseGate) Update(ctx context.Context, r resourcelock.LeaderElectionRecord) error {
+	ctx, cancel, err := g.requestContext(ctx)
+	if err != nil {
+		return err
+	}
+	defer cancel()
 	if r.HolderIdentity == "" {
 		return g.release(ctx, r)
 	}
-	err := g.Interface.Update(ctx, r)
+	err = g.Interface.Update(ctx, r)
 	g.renewed(r, err)
 	return err
 }
@@ -80,6 +155,10 @@ func (g *leaseGate) release(ctx context.Context, r resourcelock.LeaderElectionRe
 		g.cancel(errRenewStopped)
 		g.mu.Unlock()
 		return errReleaseRefused
+	}
+	if g.takenBy != "" {
+		g.mu.Unlock()
+		return nil // not ours to give back
 	}
 	g.mu.Unlock()
 	err := g.Interface.Update(ctx, r)
@@ -103,8 +182,32 @@ func (g *leaseGate) renewed(r resourcelock.LeaderElectionRecord, err error) {
 		return
 	}
 	g.mu.Lock()
-	g.lastRenew = g.now()
+	g.held, g.lastRenew = true, r.RenewTime.Time
+	g.takenBy = ""
 	g.mu.Unlock()
+}
+
+// observe takes note of the holder the Lease names now. Another holder than
+// this replica, once this replica has held it in this round, means the
+// lease is lost: the work is cancelled and no work starts any more in this
+// round. It says whether the lease was found taken.
+func (g *leaseGate) observe(holder string) (taken bool) {
+	g.mu.Lock()
+	if holder == "" || holder == g.Identity() || !g.held {
+		g.mu.Unlock()
+		return false // released, ours, or never ours in this round
+	}
+	first := g.takenBy == ""
+	g.takenBy = holder
+	g.closed = true
+	if g.running {
+		g.cancel(&leaseTakenError{holder: holder})
+	}
+	g.mu.Unlock()
+	if first && g.onTaken != nil {
+		g.onTaken(holder)
+	}
+	return true
 }
 
 // closeIfStandby ends the round if its work has not started: then no work
@@ -121,7 +224,7 @@ func (g *leaseGate) closeIfStandby() bool {
 }
 
 // startWork marks the work as running, with cancel to stop it; false if the
-// round is over or the lease was released: then the work must not start.
+// round is over, the lease released or taken: then the work must not start.
 func (g *leaseGate) startWork(cancel context.CancelCauseFunc) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -160,35 +263,50 @@ func (g *leaseGate) cancelWork(cause error) {
 	}
 }
 
-// leading says whether the work runs, and how long ago the lease was last
-// renewed.
-func (g *leaseGate) leading() (running bool, sinceRenew time.Duration) {
+// state says whether the work runs, whether the lease was found held by
+// another holder, and how long ago this replica last renewed it.
+func (g *leaseGate) state() (running, taken bool, sinceRenew time.Duration) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.running, g.now().Sub(g.lastRenew)
+	return g.running, g.takenBy != "", g.now().Sub(g.lastRenew)
 }
 
 // workResult is what the work returned; cancelled if its context had been
-// cancelled by then (it did not return on its own).
+// cancelled by then (it did not return on its own). A recovered panic (of
+// the work or of a handler added with AddEventHandler) is an error, not a
+// cancellation.
 type workResult struct {
 	err       error
 	cancelled bool
+	cause     error // why the work's context was cancelled
+}
+
+// requestTimeout bounds each election request, as controller-runtime does:
+// max(renew deadline / 2, 1 s). A renewal that hangs is abandoned in time
+// for the next try within the renew deadline.
+func (m *Manager) requestTimeout() time.Duration {
+	return max(m.o.renewDeadline/2, time.Second)
+}
+
+// releaseReserve is the part of the shutdown timeout kept for the release
+// after the work has returned: one request timeout, at most a quarter of
+// the shutdown timeout.
+func (m *Manager) releaseReserve() time.Duration {
+	return min(m.requestTimeout(), m.o.shutdownTimeout/4)
 }
 
 // contend runs one election round: contend for the lease, run the work while
-// leading, and end on shutdown (ctx), when the lease is lost, when the work
-// returns, or, on a standby, when the leader released the lease (see
-// watchLease): the next round's first try comes at once instead of after up
-// to 2.2 x the retry period. The lease is released only after the work has
-// returned. again: contend once more (the lease was lost and the work has
-// returned, or a standby saw the lease released).
+// leading, and end on shutdown (ctx), when the lease is lost or taken, when
+// the work returns, or, on a standby, when the leader released the lease
+// (see watchLease): the next round's first try comes at once instead of
+// after up to 2.2 x the retry period. The lease is released only after the
+// work has returned. again: contend once more (the lease was lost and the
+// work has returned, or a standby saw the lease released).
 func (m *Manager) contend(ctx context.Context, work Work) (again bool, err error) {
-	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Namespace: m.namespace, Name: m.leaseName},
-		Client:     m.cs.CoordinationV1(),
-		LockConfig: resourcelock.ResourceLockConfig{Identity: m.identity}, // no EventRecorder: no events, no RBAC for them
+	g := newLeaseGate(m.newLock(), time.Now, m.requestTimeout())
+	g.onTaken = func(holder string) {
+		m.log.Warn("the Lease is held by another holder: stopping the work", "holder", holder)
 	}
-	g := newLeaseGate(lock, time.Now)
 	m.round.Store(g)
 	workDone := make(chan workResult, 1)
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
@@ -247,9 +365,17 @@ func (m *Manager) contend(ctx context.Context, work Work) (again bool, err error
 	cause := errRoundOver
 	if ctx.Err() != nil {
 		cause = errShutdown
+		// The whole shutdown ends by the deadline: the work gets all of it
+		// but the release's reserve, and no election request outlives it.
+		deadline := m.shutdownDeadline()
+		g.setDeadline(deadline)
 	}
 	if started := g.close(cause); started && !returned {
-		t := time.NewTimer(m.o.shutdownTimeout)
+		wait := m.o.shutdownTimeout // not shutting down: the round ended under the work
+		if ctx.Err() != nil {
+			wait = time.Until(m.shutdownDeadline()) - m.releaseReserve()
+		}
+		t := time.NewTimer(max(wait, 0))
 		select {
 		case res = <-workDone:
 			returned = true
@@ -271,6 +397,7 @@ func (m *Manager) contend(ctx context.Context, work Work) (again bool, err error
 	if g.wasReleased() {
 		m.log.Info("lease released after the work returned")
 	}
+	var taken *leaseTakenError
 	switch {
 	case ctx.Err() != nil:
 		return false, nil
@@ -279,12 +406,15 @@ func (m *Manager) contend(ctx context.Context, work Work) (again bool, err error
 		return true, nil
 	case returned && !res.cancelled:
 		if res.err != nil {
-			return false, fmt.Errorf("the work returned: %w", res.err)
+			return false, fmt.Errorf("the work failed: %w", res.err)
 		}
 		m.log.Info("the work returned on its own")
 		return false, nil
 	case m.o.exitOnLost:
 		return false, ErrLeadershipLost
+	case errors.As(res.cause, &taken):
+		m.log.Warn("the Lease was taken by another holder and the work stopped; contending again", "holder", taken.holder)
+		return true, nil
 	default:
 		if returned {
 			m.log.Warn("leadership lost and the work stopped; contending again")
@@ -295,8 +425,9 @@ func (m *Manager) contend(ctx context.Context, work Work) (again bool, err error
 
 // lead runs the work in client-go's OnStartedLeading goroutine. leCtx is
 // client-go's, cancelled after its renew loop stopped; the work's context is
-// also cancelled at shutdown, by the gate when renewing stops, and by the
-// watchdog when the lease is overdue.
+// also cancelled at shutdown, by the gate when renewing stops or the Lease
+// names another holder, by the watchdog when the lease is overdue, and by a
+// panic in a handler of AddEventHandler.
 func (m *Manager) lead(ctx, leCtx context.Context, g *leaseGate, work Work, done chan<- workResult) {
 	workCtx, cancel := context.WithCancelCause(leCtx)
 	defer cancel(nil)
@@ -306,62 +437,122 @@ func (m *Manager) lead(ctx, leCtx context.Context, g *leaseGate, work Work, done
 	defer context.AfterFunc(ctx, func() { cancel(errShutdown) })()
 	go m.watchdog(workCtx, g)
 	m.log.Info("leading: the work starts")
-	err := work(workCtx)
-	cancelled := workCtx.Err() != nil
+	t := &term{m: m, cancel: cancel}
+	err := m.runWork(context.WithValue(workCtx, termKey{}, t), work)
+	cause := context.Cause(workCtx)
+	if perr := t.err(); perr != nil && err == nil {
+		err = perr // a handler panicked: the work failed
+	}
+	cancelled := workCtx.Err() != nil && !isPanic(err)
 	g.workReturned()
 	if cancelled {
-		m.log.Info("the work returned", "cancelledBecause", context.Cause(workCtx).Error())
+		m.log.Info("the work returned", "cancelledBecause", cause.Error())
 	}
-	done <- workResult{err: err, cancelled: cancelled}
+	done <- workResult{err: err, cancelled: cancelled, cause: cause}
 }
 
-// watchdog stops the work once the lease has not been renewed within the
-// renew deadline: client-go gives up renewing about then too, and standbys
-// may take the lease after the lease duration.
+// watchdog stops the work once the lease has not been renewed for the renew
+// deadline, counted from the renewTime of the last renewal: client-go gives
+// up renewing about then too, and standbys may take the lease after the
+// lease duration. It wakes exactly when the deadline would pass.
 func (m *Manager) watchdog(ctx context.Context, g *leaseGate) {
-	t := time.NewTicker(max(m.o.retryPeriod/2, time.Millisecond))
+	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if running, since := g.leading(); running && since > m.o.renewDeadline {
-				m.log.Warn("lease not renewed within the renew deadline: stopping the work",
-					"sinceRenewal", since.Round(time.Millisecond).String(), "renewDeadline", m.o.renewDeadline.String())
-				g.cancelWork(errRenewOverdue)
-				return
-			}
 		}
+		_, _, since := g.state()
+		if left := m.o.renewDeadline - since; left > 0 {
+			t.Reset(left)
+			continue
+		}
+		m.log.Warn("lease not renewed within the renew deadline: stopping the work",
+			"sinceRenewal", since.Round(time.Millisecond).String(), "renewDeadline", m.o.renewDeadline.String())
+		g.cancelWork(errRenewOverdue)
+		return
+	}
+}
+
+// newLeaseLock is the election's lock: the Lease in the pod's namespace.
+func (m *Manager) newLeaseLock() resourcelock.Interface {
+	return &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Namespace: m.namespace, Name: m.leaseName},
+		Client:     m.cs.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: m.identity}, // no EventRecorder: no events, no RBAC for them
 	}
 }
 
 // newLeaseInformer returns an informer factory for this Manager's Lease
 // alone (a field selector on its name, so that a Role can grant list and
-// watch with resourceNames), which signals m.released each time the Lease is
-// given back: an update that leaves it without a holder. client-go's elector
-// looks at the Lease only every retry period (plus jitter); with the watch a
-// standby takes a released lease at once, so a rolling update hands over in
-// about the time the old leader's work takes to return.
+// watch with resourceNames). Each time the Lease is given back (an update
+// that leaves it without a holder) it signals m.released: client-go's
+// elector looks at the Lease only every retry period (plus jitter); with
+// the watch a standby takes a released lease at once, so a rolling update
+// hands over in about the time the old leader's work takes to return. Each
+// time it names another holder while this replica leads, checkHolder reads
+// the Lease and stops the work if that is so.
 func (m *Manager) newLeaseInformer() informers.SharedInformerFactory {
 	f := informers.NewSharedInformerFactoryWithOptions(m.cs, 0,
 		informers.WithNamespace(m.namespace),
 		informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
 			lo.FieldSelector = fields.OneTermEqualSelector("metadata.name", m.leaseName).String()
 		}))
-	signal := func(obj any) {
-		if l, ok := obj.(*coordinationv1.Lease); ok && l.Name == m.leaseName && (l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity == "") {
+	seen := func(obj any) {
+		l, ok := obj.(*coordinationv1.Lease)
+		if !ok || l.Name != m.leaseName {
+			return
+		}
+		switch holder := holderOf(l); holder {
+		case "":
 			select {
 			case m.released <- struct{}{}:
 			default: // one signal pending is enough
 			}
+		case m.identity:
+		default:
+			m.checkHolder()
 		}
 	}
 	// Add too: a release that lands while the watch is (re)established
 	// arrives as an add of the initial list.
 	_, _ = f.Coordination().V1().Leases().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    signal,
-		UpdateFunc: func(_, obj any) { signal(obj) },
+		AddFunc:    seen,
+		UpdateFunc: func(_, obj any) { seen(obj) },
 	})
 	return f
+}
+
+// checkHolder reads the Lease, if this replica leads, and stops the work if
+// the Lease names another holder. The watch that calls it may deliver an
+// event older than this replica's own acquisition; the read is current.
+// One check runs at a time.
+func (m *Manager) checkHolder() {
+	g := m.round.Load()
+	if g == nil {
+		return
+	}
+	if running, taken, _ := g.state(); !running || taken || !m.checking.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer m.checking.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), m.requestTimeout())
+		defer cancel()
+		l, err := m.cs.CoordinationV1().Leases(m.namespace).Get(ctx, m.leaseName, metav1.GetOptions{})
+		if err != nil {
+			return // the elector's next renewal will tell
+		}
+		g.observe(holderOf(l))
+	}()
+}
+
+// holderOf returns the Lease's holder, "" if none.
+func holderOf(l *coordinationv1.Lease) string {
+	if l.Spec.HolderIdentity == nil {
+		return ""
+	}
+	return *l.Spec.HolderIdentity
 }

@@ -214,7 +214,9 @@ func TestStandby(t *testing.T) {
 }
 
 // Renewing fails for longer than the renew deadline (an API outage): the
-// work is cancelled, the lease is never released while it runs, and the
+// watchdog cancels the work at the renew deadline, before client-go gives
+// up renewing (a retry period later); the lease is never released while the
+// work runs, even though it takes several retry periods to return; and the
 // replica contends again once it has returned (default), or Run returns
 // ErrLeadershipLost (WithExitOnLostLeadership).
 func TestLostLease(t *testing.T) {
@@ -235,7 +237,8 @@ func TestLostLease(t *testing.T) {
 				}
 				return false, nil, nil
 			})
-			opts := []Option{}
+			// client-go gives up a retry period (200 ms) after the watchdog.
+			opts := []Option{WithLeaseDuration(2 * time.Second), WithRenewDeadline(300 * time.Millisecond), WithRetryPeriod(200 * time.Millisecond)}
 			if exit {
 				opts = append(opts, WithExitOnLostLeadership())
 			}
@@ -250,14 +253,18 @@ func TestLostLease(t *testing.T) {
 				starts <- int(n.Add(1))
 				<-ctx.Done()
 				causes <- context.Cause(ctx)
+				time.Sleep(600 * time.Millisecond) // slow to return: client-go tries to release meanwhile
 				running.Store(false)
 				return nil
 			})
 			within(t, starts, "the work to start")
 			outage.Store(true)
 			cause := within(t, causes, "the work to be cancelled by the outage")
-			if !errors.Is(cause, errRenewStopped) && !errors.Is(cause, errRenewOverdue) {
-				t.Errorf("the work's cancel cause = %v, want a renewal failure", cause)
+			if !errors.Is(cause, errRenewOverdue) {
+				t.Errorf("the work's cancel cause = %v, want %v (the watchdog, before client-go stops renewing)", cause, errRenewOverdue)
+			}
+			if m.IsLeader() {
+				t.Error("IsLeader() = true once the work was cancelled for an overdue renewal")
 			}
 			if exit {
 				if err := within(t, done, "Run to return"); !errors.Is(err, ErrLeadershipLost) {
@@ -288,6 +295,9 @@ func TestWorkReturnsOnItsOwn(t *testing.T) {
 	m, _ := newTestManager(t, cs, "a")
 	boom := errors.New("boom")
 	err := m.Run(context.Background(), func(context.Context) error { return boom })
+	if err == nil || err.Error() != "the work failed: boom" {
+		t.Errorf("Run = %v, want: the work failed: boom", err)
+	}
 	if !errors.Is(err, boom) {
 		t.Fatalf("Run = %v, want boom", err)
 	}
@@ -296,14 +306,20 @@ func TestWorkReturnsOnItsOwn(t *testing.T) {
 	}
 }
 
-// fakeLock is a resourcelock.Interface that counts writes.
+// fakeLock is a resourcelock.Interface that counts writes; Get returns
+// record, not found if nil.
 type fakeLock struct {
 	id       string
 	updates  []resourcelock.LeaderElectionRecord
 	failNext error
+	record   *resourcelock.LeaderElectionRecord
 }
 
 func (l *fakeLock) Get(context.Context) (*resourcelock.LeaderElectionRecord, []byte, error) {
+	if l.record != nil {
+		r := *l.record
+		return &r, []byte(r.HolderIdentity), nil
+	}
 	return nil, nil, apierrors.NewNotFound(schema.GroupResource{Resource: "leases"}, "x")
 }
 func (l *fakeLock) Create(_ context.Context, r resourcelock.LeaderElectionRecord) error {
@@ -328,21 +344,26 @@ func (l *fakeLock) holders() []string {
 	return h
 }
 
+// renewal is the record client-go writes to renew: stamped with its clock.
+func renewal(id string, at time.Time) resourcelock.LeaderElectionRecord {
+	return resourcelock.LeaderElectionRecord{HolderIdentity: id, RenewTime: metav1.NewTime(at)}
+}
+
 func TestLeaseGate(t *testing.T) {
 	now := time.Unix(1000, 0)
 	lock := &fakeLock{id: "me"}
-	g := newLeaseGate(lock, func() time.Time { return now })
+	g := newLeaseGate(lock, func() time.Time { return now }, time.Second)
 	ctx := context.Background()
 	release := resourcelock.LeaderElectionRecord{LeaseDurationSeconds: 1}
 
 	// Renewals are recorded, others' writes and failures not.
-	if err := g.Update(ctx, resourcelock.LeaderElectionRecord{HolderIdentity: "me"}); err != nil {
+	if err := g.Update(ctx, renewal("me", now)); err != nil {
 		t.Fatal(err)
 	}
 	now = now.Add(time.Second)
 	lock.failNext = errors.New("down")
-	_ = g.Update(ctx, resourcelock.LeaderElectionRecord{HolderIdentity: "me"})
-	if _, since := g.leading(); since != time.Second {
+	_ = g.Update(ctx, renewal("me", now))
+	if _, _, since := g.state(); since != time.Second {
 		t.Errorf("since last renewal = %s, want 1s (a failed renewal does not count)", since)
 	}
 
@@ -351,8 +372,8 @@ func TestLeaseGate(t *testing.T) {
 	if !g.startWork(func(c error) { cause = c }) {
 		t.Fatal("startWork = false on an open round")
 	}
-	if running, _ := g.leading(); !running {
-		t.Error("leading() says not running")
+	if running, _, _ := g.state(); !running {
+		t.Error("state() says not running")
 	}
 	if err := g.Update(ctx, release); !errors.Is(err, errReleaseRefused) {
 		t.Fatalf("release while the work runs = %v, want errReleaseRefused", err)
@@ -379,7 +400,7 @@ func TestLeaseGate(t *testing.T) {
 	}
 
 	// A closed round starts no work, and close cancels a running one.
-	g2 := newLeaseGate(&fakeLock{id: "me"}, time.Now)
+	g2 := newLeaseGate(&fakeLock{id: "me"}, time.Now, time.Second)
 	var c2 error
 	g2.startWork(func(c error) { c2 = c })
 	if started := g2.close(errShutdown); !started || !errors.Is(c2, errShutdown) {
@@ -388,4 +409,108 @@ func TestLeaseGate(t *testing.T) {
 	if g2.startWork(func(error) {}) {
 		t.Error("startWork = true after close")
 	}
+}
+
+// A renewal that takes long but succeeds counts from the renewTime written
+// into the Lease (which standbys count from), not from when it returned.
+func TestLeaseGateRenewTime(t *testing.T) {
+	start := time.Unix(1000, 0)
+	now := start
+	lock := &slowLock{fakeLock: fakeLock{id: "me"}, during: func() { now = now.Add(4 * time.Second) }}
+	g := newLeaseGate(lock, func() time.Time { return now }, time.Minute)
+	if err := g.Update(context.Background(), renewal("me", start)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, since := g.state(); since != 4*time.Second {
+		t.Errorf("since last renewal = %s right after a renewal stamped 4s ago, want 4s", since)
+	}
+}
+
+// slowLock runs during inside each Update (a slow API server).
+type slowLock struct {
+	fakeLock
+	during func()
+}
+
+func (l *slowLock) Update(ctx context.Context, r resourcelock.LeaderElectionRecord) error {
+	l.during()
+	return l.fakeLock.Update(ctx, r)
+}
+
+// The gate sees the Lease name another holder in the elector's Get: the
+// work is cancelled with that cause, IsLeader's view turns false at once,
+// no work starts again in the round, and client-go's release (which
+// checks its own stale view of who holds the lease) writes nothing.
+func TestLeaseGateTaken(t *testing.T) {
+	lock := &fakeLock{id: "me", record: &resourcelock.LeaderElectionRecord{HolderIdentity: "intruder"}}
+	g := newLeaseGate(lock, time.Now, time.Second)
+	var seen []string
+	g.onTaken = func(h string) { seen = append(seen, h) }
+	ctx := context.Background()
+
+	// A standby's Get of another holder's Lease is no take-over.
+	if _, _, err := g.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, taken, _ := g.state(); taken || len(seen) != 0 {
+		t.Fatalf("a standby's Get counted as a take-over (onTaken %q)", seen)
+	}
+	if err := g.Update(ctx, renewal("me", time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	var cause error
+	g.startWork(func(c error) { cause = c })
+	if _, _, err := g.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var taken *leaseTakenError
+	if !errors.As(cause, &taken) || taken.holder != "intruder" {
+		t.Fatalf("the work's cancel cause = %v, want the Lease held by intruder", cause)
+	}
+	if running, tk, _ := g.state(); !running || !tk {
+		t.Errorf("state() = running %v, taken %v; want true, true", running, tk)
+	}
+	if !slices.Equal(seen, []string{"intruder"}) {
+		t.Errorf("onTaken calls = %q, want [intruder]", seen)
+	}
+	g.workReturned()
+	if err := g.Update(ctx, resourcelock.LeaderElectionRecord{LeaseDurationSeconds: 1}); err != nil {
+		t.Errorf("release of a taken lease = %v, want nil (nothing to give back)", err)
+	}
+	if g.wasReleased() || len(lock.updates) != 1 {
+		t.Errorf("the release of a lease another holder holds was written: %q", lock.holders())
+	}
+	if g.startWork(func(error) {}) {
+		t.Error("startWork = true after the lease was taken")
+	}
+}
+
+// Each election request gets its own timeout, and none outlives the
+// shutdown deadline.
+func TestLeaseGateRequestTimeout(t *testing.T) {
+	lock := &hangLock{fakeLock: fakeLock{id: "me"}}
+	g := newLeaseGate(lock, time.Now, 50*time.Millisecond)
+	done := make(chan error, 1)
+	go func() { done <- g.Update(context.Background(), renewal("me", time.Now())) }()
+	if err := within(t, done, "a hung request to time out"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("hung Update = %v, want DeadlineExceeded", err)
+	}
+	g = newLeaseGate(lock, time.Now, time.Hour)
+	g.setDeadline(time.Now().Add(50 * time.Millisecond))
+	go func() { done <- g.Update(context.Background(), renewal("me", time.Now())) }()
+	if err := within(t, done, "a hung request to end at the shutdown deadline"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("hung Update = %v, want DeadlineExceeded", err)
+	}
+	g.setDeadline(time.Now().Add(-time.Second))
+	if _, _, err := g.Get(context.Background()); !errors.Is(err, errShutdownDeadline) {
+		t.Errorf("Get after the deadline = %v, want errShutdownDeadline", err)
+	}
+}
+
+// hangLock's Update waits for its context.
+type hangLock struct{ fakeLock }
+
+func (l *hangLock) Update(ctx context.Context, _ resourcelock.LeaderElectionRecord) error {
+	<-ctx.Done()
+	return ctx.Err()
 }

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/incluster/incluster/pkg/incluster"
 )
@@ -39,16 +40,10 @@ var (
 	// it expires after the lease duration. The work may still be running.
 	ErrWorkStillRunning = errors.New("the work did not return within the shutdown timeout after its context was cancelled; the lease was not released and expires after the lease duration")
 	// ErrLeadershipLost: the lease could not be renewed within the renew
-	// deadline, the work was stopped and has returned, and
-	// WithExitOnLostLeadership was given.
-	ErrLeadershipLost = errors.New("leadership lost: the lease was not renewed within the renew deadline; the work was stopped")
+	// deadline or the Lease was taken by another holder, the work was
+	// stopped and has returned, and WithExitOnLostLeadership was given.
+	ErrLeadershipLost = errors.New("leadership lost: the lease was not renewed within the renew deadline or was taken by another holder; the work was stopped")
 )
-
-// Work is what the elected replica runs. It must return soon after ctx is
-// cancelled (at shutdown, or when the lease could not be renewed): the lease
-// is given back only after it has returned. If it returns while ctx is not
-// cancelled, Run gives the lease back and returns the work's error.
-type Work func(ctx context.Context) error
 
 // Option changes how New builds a Manager.
 type Option func(*options)
@@ -86,10 +81,14 @@ func WithRenewDeadline(d time.Duration) Option { return func(o *options) { o.ren
 // waits, so a released lease is taken within 2.2 x this.
 func WithRetryPeriod(d time.Duration) Option { return func(o *options) { o.retryPeriod = d } }
 
-// WithShutdownTimeout bounds the wait for the work to return after its
-// context was cancelled (default 20 s). Keep it a few seconds shorter than
-// the pod's terminationGracePeriodSeconds, so that the lease is released
-// before the kubelet sends SIGKILL.
+// WithShutdownTimeout bounds the whole shutdown, from the cancellation of
+// Run's context to Run's return (default 20 s): the work gets all of it but
+// the release's reserve (one election request timeout, max(renew deadline /
+// 2, 1 s), at most a quarter of the shutdown timeout: 15 s of the default
+// 20 s), then the lease is released, the informers and the probe server
+// stop. Keep it a few seconds shorter than the pod's
+// terminationGracePeriodSeconds, so that the lease is released before the
+// kubelet sends SIGKILL.
 func WithShutdownTimeout(d time.Duration) Option { return func(o *options) { o.shutdownTimeout = d } }
 
 // WithProbeAddress sets where /healthz, /readyz and /leader are served
@@ -156,6 +155,19 @@ type Manager struct {
 
 	leases   informers.SharedInformerFactory // the Lease alone: newLeaseInformer
 	released chan struct{}                   // the Lease was given back (buffer 1)
+	checking atomic.Bool                     // checkHolder runs
+	newLock  func() resourcelock.Interface   // newLeaseLock; tests wrap it
+	panics   atomic.Uint64
+
+	shutdownOnce sync.Once
+	shutdownAt   time.Time // when the shutdown must be over
+}
+
+// shutdownDeadline returns when the shutdown must be over: the shutdown
+// timeout after its first call, made once Run's context is cancelled.
+func (m *Manager) shutdownDeadline() time.Time {
+	m.shutdownOnce.Do(func() { m.shutdownAt = time.Now().Add(m.o.shutdownTimeout) })
+	return m.shutdownAt
 }
 
 // New builds a Manager on c's config, HTTP client and namespace, for a Lease
@@ -207,6 +219,7 @@ func newManager(cs kubernetes.Interface, namespace string, can accessFunc, lease
 		released:  make(chan struct{}, 1),
 	}
 	m.leases = m.newLeaseInformer()
+	m.newLock = m.newLeaseLock
 	return m, nil
 }
 
@@ -233,6 +246,9 @@ func validate(namespace, leaseName string, o options) error {
 	}
 	if o.retryPeriod > 0 && o.renewDeadline > 0 && o.renewDeadline <= time.Duration(leaderelection.JitterFactor*float64(o.retryPeriod)) {
 		problems = append(problems, fmt.Sprintf("the renew deadline (%s) must be longer than %g x the retry period (%s)", o.renewDeadline, leaderelection.JitterFactor, o.retryPeriod))
+	}
+	if o.leaseDuration > o.renewDeadline && o.renewDeadline > 0 && o.retryPeriod > 0 && workBudget(o) <= 0 {
+		problems = append(problems, fmt.Sprintf("the lease duration (%s) must exceed the renew deadline (%s) by more than half the retry period (%s): the difference is the work's time budget after a lost renewal (WorkBudget)", o.leaseDuration, o.renewDeadline, o.retryPeriod))
 	}
 	if o.leaseDuration > 0 && o.leaseDuration%time.Second != 0 {
 		problems = append(problems, fmt.Sprintf("the lease duration (%s) must be whole seconds: the Lease stores seconds", o.leaseDuration))

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"k8s.io/client-go/kubernetes/fake"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 )
 
 // probe sends GET path to m's Handler and returns the status and body.
@@ -47,8 +46,8 @@ func TestProbes(t *testing.T) {
 			m.synced.Store(tt.synced)
 			if tt.round != "" {
 				clock := now
-				g := newLeaseGate(&fakeLock{id: "me"}, func() time.Time { return clock })
-				_ = g.Create(t.Context(), leaderRecord("me"))
+				g := newLeaseGate(&fakeLock{id: "me"}, func() time.Time { return clock }, time.Second)
+				_ = g.Create(t.Context(), renewal("me", now))
 				if tt.round != "standby" {
 					g.startWork(func(error) {})
 				}
@@ -78,7 +77,7 @@ func TestProbes(t *testing.T) {
 // when it cannot.
 func TestProbeServer(t *testing.T) {
 	m, _ := newTestManager(t, fake.NewClientset(), "me", WithProbeAddress("127.0.0.1:0"))
-	stop, err := m.serveProbes()
+	stop, err := m.serveProbes(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,8 +91,4 @@ func TestProbeServer(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "choose another address with WithProbeAddress") {
 		t.Errorf("Run with a busy probe address = %v", err)
 	}
-}
-
-func leaderRecord(id string) resourcelock.LeaderElectionRecord {
-	return resourcelock.LeaderElectionRecord{HolderIdentity: id}
 }

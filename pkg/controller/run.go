@@ -34,7 +34,7 @@ func (m *Manager) Run(ctx context.Context, work Work) error {
 	m.started = true
 	m.mu.Unlock()
 
-	stopProbes, err := m.serveProbes()
+	stopProbes, err := m.serveProbes(ctx)
 	if err != nil {
 		return err
 	}
@@ -68,8 +68,9 @@ func (m *Manager) Run(ctx context.Context, work Work) error {
 }
 
 // serveProbes listens on the probe address and serves Handler; stop shuts
-// the server down.
-func (m *Manager) serveProbes() (stop func(), err error) {
+// the server down: by the shutdown deadline once ctx is cancelled, else
+// within 2 s.
+func (m *Manager) serveProbes(ctx context.Context) (stop func(), err error) {
 	addr := m.o.probeAddress
 	if addr == "" || addr == "0" {
 		return func() {}, nil
@@ -87,9 +88,15 @@ func (m *Manager) serveProbes() (stop func(), err error) {
 		}
 	}()
 	return func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		deadline := time.Now().Add(2 * time.Second)
+		if ctx.Err() != nil {
+			deadline = m.shutdownDeadline()
+		}
+		sctx, cancel := context.WithDeadline(context.Background(), deadline)
 		defer cancel()
-		_ = srv.Shutdown(ctx)
+		if srv.Shutdown(sctx) != nil {
+			_ = srv.Close() // connections still open at the deadline
+		}
 		<-served
 	}, nil
 }
@@ -108,7 +115,7 @@ func (m *Manager) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if g := m.round.Load(); g != nil {
-			if running, since := g.leading(); running && since > m.o.renewDeadline {
+			if running, taken, since := g.state(); running && !taken && since >= m.o.renewDeadline {
 				http.Error(w, fmt.Sprintf("leading, but the lease was last renewed %s ago (renew deadline %s)", since.Round(time.Second), m.o.renewDeadline), http.StatusInternalServerError)
 				return
 			}
@@ -141,12 +148,14 @@ func (m *Manager) Handler() http.Handler {
 }
 
 // IsLeader says whether this replica runs the work under a lease renewed
-// within the renew deadline.
+// within the renew deadline and not found held by another holder. It turns
+// false at the moment the work's context is cancelled for a lost or taken
+// lease.
 func (m *Manager) IsLeader() bool {
 	g := m.round.Load()
 	if g == nil {
 		return false
 	}
-	running, since := g.leading()
-	return running && since <= m.o.renewDeadline
+	running, taken, since := g.state()
+	return running && !taken && since < m.o.renewDeadline
 }

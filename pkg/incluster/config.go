@@ -48,12 +48,16 @@ var (
 // to fail later with "certificate signed by unknown authority".
 //
 // Errors are *ConfigError values; errors.Is(err, rest.ErrNotInCluster) holds
-// when the service variables are not set.
+// when the service variables are not set. When neither is set, the error's
+// Fix names WithKubeconfig and KubeconfigConfig.
 func InClusterConfig() (*rest.Config, error) {
 	if _, err := serviceaccount.Host(); err != nil {
 		var ce *ConfigError
 		if errors.As(err, &ce) && errors.Is(err, serviceaccount.ErrNotInPod) {
 			ce.Err = errors.Join(ce.Err, rest.ErrNotInCluster)
+			if errors.Is(err, serviceaccount.ErrServiceEnvUnset) {
+				ce.Fix = fixNotInPod
+			}
 		}
 		return nil, err
 	}
@@ -75,6 +79,17 @@ func InClusterConfig() (*rest.Config, error) {
 	}
 	return cfg, nil
 }
+
+// fixNotInPod is the Fix of InClusterConfig's and New's error when neither
+// service variable is set (serviceaccount.ErrServiceEnvUnset): what a
+// program's author can do. A program with flags of its own replaces it with
+// words naming them (cmd/demo and cmd/example-controller do).
+const fixNotInPod = "run it in a pod, or, to run outside a cluster, pass incluster.WithKubeconfig(path) to incluster.New or call incluster.KubeconfigConfig(path) " + fixKubeconfigPath
+
+// fixKubeconfigPath ends the Fix of the errors that a kubeconfig path can
+// fix. KubeconfigConfig's errors do not name WithKubeconfig: the path may
+// come from a program's flag, and the program's user reads them too.
+const fixKubeconfigPath = "(an empty path means $KUBECONFIG, then ~/.kube/config)"
 
 // KubeconfigConfig loads a kubeconfig for use outside a cluster. Precedence:
 // path if not empty; else the files in $KUBECONFIG (merged, as kubectl does);
@@ -98,11 +113,11 @@ func KubeconfigConfig(path string) (*rest.Config, string, error) {
 	raw, err := rules.Load()
 	if err != nil {
 		return nil, "", &ConfigError{Source: source, Reason: "cannot load the kubeconfig: " + err.Error(),
-			Fix: "pass a readable kubeconfig with --kubeconfig or KUBECONFIG", Err: err}
+			Fix: "pass the path of a readable kubeconfig " + fixKubeconfigPath, Err: err}
 	}
 	if raw == nil || len(raw.Contexts) == 0 {
 		return nil, "", &ConfigError{Source: source, Reason: "no kubeconfig with a context found",
-			Fix: "pass a kubeconfig with --kubeconfig or KUBECONFIG, or create one (kind create cluster, make cluster-up)"}
+			Fix: "pass the path of a kubeconfig with a context " + fixKubeconfigPath + ", or create one (kind create cluster, make cluster-up)"}
 	}
 	ctx, ok := raw.Contexts[raw.CurrentContext]
 	if raw.CurrentContext == "" || !ok {

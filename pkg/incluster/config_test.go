@@ -57,13 +57,13 @@ func TestInClusterConfig(t *testing.T) {
 		{name: "IPv6 loopback", host: ptr("::1"), port: ptr("6443"), wantHost: "https://[::1]:6443"},
 		{
 			name:    "env unset",
-			wantErr: []string{"KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "not running in a Kubernetes pod", "--kubeconfig"},
+			wantErr: []string{"KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "not running in a Kubernetes pod", "incluster.WithKubeconfig(path)"},
 			// Source names both variables.
 			wantSource: "KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT", wantNotInCluster: true,
 		},
 		{
 			name: "env set to empty strings", host: ptr(""), port: ptr(""),
-			wantErr: []string{"KUBERNETES_SERVICE_HOST", "--kubeconfig"}, wantSource: "KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT", wantNotInCluster: true,
+			wantErr: []string{"KUBERNETES_SERVICE_HOST", "incluster.WithKubeconfig(path)"}, wantSource: "KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT", wantNotInCluster: true,
 		},
 		{
 			name: "port only", port: ptr("443"),
@@ -197,12 +197,54 @@ func TestNewNotInCluster(t *testing.T) {
 	if c != nil {
 		t.Errorf("New() = %v, want nil", c)
 	}
-	wantConfigError(t, err, "KUBERNETES_SERVICE_HOST", "--kubeconfig")
+	wantConfigError(t, err, "KUBERNETES_SERVICE_HOST", "incluster.WithKubeconfig(path)")
 	if !errors.Is(err, rest.ErrNotInCluster) {
 		t.Errorf("errors.Is(err, rest.ErrNotInCluster) = false for %v", err)
 	}
 	if !errors.Is(err, serviceaccount.ErrNotInPod) {
 		t.Errorf("errors.Is(err, serviceaccount.ErrNotInPod) = false for %v", err)
+	}
+}
+
+// TestNotInPodFix: outside a pod, the error tells the program's author what
+// the library offers (WithKubeconfig, KubeconfigConfig), not a command-line
+// flag: the library reads no flag, and a kubeconfig only when asked to. The
+// same holds for the kubeconfig errors, which WithKubeconfig leads to.
+func TestNotInPodFix(t *testing.T) {
+	fakeServiceAccount(t, goodMount())
+	_, newErr := New()
+	_, icErr := InClusterConfig()
+	dir := t.TempDir()
+	_, _, loadErr := KubeconfigConfig(filepath.Join(dir, "nope"))
+	t.Setenv("KUBECONFIG", filepath.Join(dir, "nope"))
+	_, noCtxErr := New(WithKubeconfig(""))
+	for name, err := range map[string]error{"New()": newErr, "InClusterConfig()": icErr} {
+		ce := wantConfigError(t, err, "not running in a Kubernetes pod", "run it in a pod",
+			"incluster.WithKubeconfig(path)", "incluster.KubeconfigConfig(path)", "an empty path means $KUBECONFIG, then ~/.kube/config")
+		if !errors.Is(err, serviceaccount.ErrServiceEnvUnset) {
+			t.Errorf("%s: errors.Is(err, serviceaccount.ErrServiceEnvUnset) = false for %v", name, err)
+		}
+		if ce.Fix != fixNotInPod {
+			t.Errorf("%s: Fix = %q, want %q", name, ce.Fix, fixNotInPod)
+		}
+	}
+	for name, err := range map[string]error{"New()": newErr, "InClusterConfig()": icErr,
+		"KubeconfigConfig(missing)": loadErr, "New(WithKubeconfig(\"\")) without a context": noCtxErr} {
+		if err == nil {
+			t.Errorf("%s: no error", name)
+			continue
+		}
+		if strings.Contains(err.Error(), "--kubeconfig") {
+			t.Errorf("%s: the error names a flag the library does not have: %q", name, err)
+		}
+	}
+
+	// One variable without the other is not "outside a cluster": keep "set both".
+	setServiceEnv(t, "10.96.0.1", "")
+	_, err := New()
+	ce := wantConfigError(t, err, "set both")
+	if strings.Contains(ce.Fix, "WithKubeconfig") || errors.Is(err, serviceaccount.ErrServiceEnvUnset) {
+		t.Errorf("host only: %q (ErrServiceEnvUnset: %v)", err, errors.Is(err, serviceaccount.ErrServiceEnvUnset))
 	}
 }
 
@@ -424,13 +466,13 @@ func TestKubeconfigConfig(t *testing.T) {
 		{
 			name:       "explicit path missing",
 			setup:      func(t *testing.T, dir string) files { return files{explicit: dir + "/nope"} },
-			wantErr:    []string{"@/nope", "cannot load the kubeconfig", "no such file", "--kubeconfig"},
+			wantErr:    []string{"@/nope", "cannot load the kubeconfig", "no such file", "pass the path of a readable kubeconfig"},
 			wantSource: "@/nope",
 		},
 		{
 			name:       "$KUBECONFIG missing",
 			setup:      func(t *testing.T, dir string) files { return files{env: dir + "/nope"} },
-			wantErr:    []string{"$KUBECONFIG (@/nope)", "no kubeconfig with a context found", "--kubeconfig"},
+			wantErr:    []string{"$KUBECONFIG (@/nope)", "no kubeconfig with a context found", "pass the path of a kubeconfig with a context"},
 			wantSource: "$KUBECONFIG (@/nope)",
 		},
 		{

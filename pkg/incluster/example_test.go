@@ -24,7 +24,7 @@ func ExampleNew() {
 	var ce *incluster.ConfigError
 	switch {
 	case errors.Is(err, rest.ErrNotInCluster):
-		log.Fatalf("not in a pod: %v", err) // names KUBERNETES_SERVICE_HOST and suggests --kubeconfig
+		log.Fatalf("not in a pod: %v", err) // names KUBERNETES_SERVICE_HOST and suggests WithKubeconfig
 	case errors.As(err, &ce):
 		log.Fatalf("bad configuration: %s is at fault: %v", ce.Source, err)
 	case err != nil:

@@ -36,9 +36,15 @@ const (
 	PodNamespaceEnv = "POD_NAMESPACE"
 )
 
-// ErrNotInPod is the cause of a *ConfigError when neither service variable is
+// ErrNotInPod is the cause of a *ConfigError when a service variable is not
 // set: the program is not running in a Kubernetes pod.
 var ErrNotInPod = errors.New("not running in a Kubernetes pod")
+
+// ErrServiceEnvUnset is the cause when neither service variable is set, the
+// usual case outside a pod (not one set without the other); errors.Is(err,
+// ErrNotInPod) holds for it too. The error's Fix is "run it in a pod":
+// callers that offer another way, such as a kubeconfig, replace it.
+var ErrServiceEnvUnset = fmt.Errorf("%s and %s are not set: %w", HostEnv, PortEnv, ErrNotInPod)
 
 // ConfigError says what part of the in-pod configuration is unusable (Source:
 // a file path or variable name), why, and what to do about it (Fix).
@@ -80,8 +86,8 @@ func hostFrom(host, port string) (string, error) {
 	case host == "" && port == "":
 		return "", &ConfigError{Source: HostEnv + " and " + PortEnv,
 			Reason: "not set, so this is not running in a Kubernetes pod",
-			Fix:    "run it in a pod, or outside a cluster use a kubeconfig (--kubeconfig, KUBECONFIG or ~/.kube/config)",
-			Err:    ErrNotInPod}
+			Fix:    "run it in a pod",
+			Err:    ErrServiceEnvUnset}
 	case host == "":
 		return "", &ConfigError{Source: HostEnv, Reason: "not set while " + PortEnv + " is",
 			Fix: "set both (the kubelet does in every pod) or neither", Err: ErrNotInPod}

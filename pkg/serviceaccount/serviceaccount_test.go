@@ -132,6 +132,7 @@ func TestHost(t *testing.T) {
 		reason   []string
 		fix      string
 		notInPod bool
+		unset    bool // ErrServiceEnvUnset: neither variable set
 	}{
 		{name: "IPv4", host: ptr("10.96.0.1"), port: ptr("443"), want: "10.96.0.1:443"},
 		{name: "IPv4 port 1", host: ptr("10.96.0.1"), port: ptr("1"), want: "10.96.0.1:1"},
@@ -143,8 +144,8 @@ func TestHost(t *testing.T) {
 		{name: "short DNS name", host: ptr("apiserver"), port: ptr("443"), want: "apiserver:443"},
 
 		{name: "both unset", source: both, reason: []string{"not set, so this is not running in a Kubernetes pod"},
-			fix: "run it in a pod, or outside a cluster use a kubeconfig (--kubeconfig, KUBECONFIG or ~/.kube/config)", notInPod: true},
-		{name: "both empty", host: ptr(""), port: ptr(""), source: both, reason: []string{"not set"}, fix: "kubeconfig", notInPod: true},
+			fix: "run it in a pod", notInPod: true, unset: true},
+		{name: "both empty", host: ptr(""), port: ptr(""), source: both, reason: []string{"not set"}, fix: "run it in a pod", notInPod: true, unset: true},
 		{name: "only port", port: ptr("443"), source: HostEnv, reason: []string{"not set while " + PortEnv + " is"}, fix: setBoth, notInPod: true},
 		{name: "only host", host: ptr("10.96.0.1"), source: PortEnv, reason: []string{"not set while " + HostEnv + " is"}, fix: setBoth, notInPod: true},
 
@@ -191,6 +192,14 @@ func TestHost(t *testing.T) {
 			wantParts(t, "Error()", err.Error(), append([]string{tt.source + ": "}, tt.reason...)...)
 			if is := errors.Is(err, ErrNotInPod); is != tt.notInPod {
 				t.Errorf("errors.Is(err, ErrNotInPod) = %v, want %v", is, tt.notInPod)
+			}
+			if is := errors.Is(err, ErrServiceEnvUnset); is != tt.unset {
+				t.Errorf("errors.Is(err, ErrServiceEnvUnset) = %v, want %v", is, tt.unset)
+			}
+			// Package serviceaccount knows no kubeconfig: the callers that
+			// offer one (incluster, the programs) say how to use it.
+			if tt.unset && ce.Fix != "run it in a pod" {
+				t.Errorf("Fix = %q, want %q", ce.Fix, "run it in a pod")
 			}
 		})
 	}

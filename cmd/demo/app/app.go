@@ -95,6 +95,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	reporter, err := newReporter(opts)
 	if err != nil {
+		err = withFlagFix(err)
 		printErr(stderr, err)
 		if opts.output == "json" {
 			writeReport(stdout, opts.output, &Report{Time: now(), Via: opts.via, Error: oneLine(err.Error())})
@@ -199,6 +200,21 @@ func exitCode(err error) int {
 		return ExitConfig
 	}
 	return ExitAPI
+}
+
+// fixNotInPod replaces the library's advice outside a pod (what a program's
+// author can do: incluster.WithKubeconfig) with the demo's flag.
+const fixNotInPod = "run it in a pod, or, outside a cluster, use a kubeconfig: --kubeconfig=PATH, or --kubeconfig= for $KUBECONFIG, then ~/.kube/config"
+
+// withFlagFix gives the error of "neither service variable is set" the
+// demo's fix (in place: the error is new from incluster.New); other errors
+// are returned as they are.
+func withFlagFix(err error) error {
+	var ce *serviceaccount.ConfigError
+	if errors.Is(err, serviceaccount.ErrServiceEnvUnset) && errors.As(err, &ce) {
+		ce.Fix = fixNotInPod
+	}
+	return err
 }
 
 func printErr(w io.Writer, err error) {

@@ -310,7 +310,7 @@ func TestRunConfigErrors(t *testing.T) {
 		dir   string
 		wants []string
 	}{
-		{"not in a pod", nil, saDir, []string{"KUBERNETES_SERVICE_HOST", "not running in a Kubernetes pod", "--kubeconfig"}},
+		{"not in a pod", nil, saDir, []string{"KUBERNETES_SERVICE_HOST", "not running in a Kubernetes pod", "; " + fixNotInPod}},
 		{"kubeconfig missing", []string{"--kubeconfig", "/nonexistent/kubeconfig"}, saDir, []string{"/nonexistent/kubeconfig"}},
 		{"rest, empty token", []string{"--via=rest", "--server", host}, emptyTokenDir, []string{"token", "empty"}},
 		{"rest, no service account", []string{"--via=rest", "--server", host}, t.TempDir(), []string{"token", "automountServiceAccountToken"}},
@@ -329,6 +329,10 @@ func TestRunConfigErrors(t *testing.T) {
 				if !strings.Contains(errOut, w) {
 					t.Errorf("stderr %q lacks %q", errOut, w)
 				}
+			}
+			// The demo's user has flags, not the library's options.
+			if strings.Contains(errOut, "WithKubeconfig") {
+				t.Errorf("stderr %q names the library's option, not the demo's flag", errOut)
 			}
 		})
 	}

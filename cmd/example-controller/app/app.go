@@ -19,6 +19,7 @@ import (
 
 	"github.com/incluster/incluster/pkg/controller"
 	"github.com/incluster/incluster/pkg/incluster"
+	"github.com/incluster/incluster/pkg/serviceaccount"
 )
 
 // Exit codes of Run; see the package doc.
@@ -104,7 +105,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	c, err := incluster.New(clientOpts...)
 	if err != nil {
-		log.Error("cannot configure the client", "err", err)
+		log.Error("cannot configure the client", "err", withFlagFix(err))
 		return ExitConfig
 	}
 	id, err := controller.Identity()
@@ -157,6 +158,21 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Error("stopped on an error", "err", err)
 		return ExitFailed
 	}
+}
+
+// fixNotInPod replaces the library's advice outside a pod (what a program's
+// author can do: incluster.WithKubeconfig) with the controller's flag.
+const fixNotInPod = "run it in a pod, or, outside a cluster, use a kubeconfig: --kubeconfig=PATH, or --kubeconfig= for $KUBECONFIG, then ~/.kube/config"
+
+// withFlagFix gives the error of "neither service variable is set" the
+// controller's fix (in place: the error is new from incluster.New); other
+// errors are returned as they are.
+func withFlagFix(err error) error {
+	var ce *incluster.ConfigError
+	if errors.Is(err, serviceaccount.ErrServiceEnvUnset) && errors.As(err, &ce) {
+		ce.Fix = fixNotInPod
+	}
+	return err
 }
 
 func parseFlags(args []string, stdout, stderr io.Writer) (opts options, code int, done bool) {
