@@ -37,13 +37,16 @@
 // renewing failed while that function still runs: two leaders for a moment.
 // Run releases the lease only after the work function has returned. On
 // shutdown (the context given to Run is cancelled, e.g. by SignalContext on
-// SIGTERM) it cancels the work's context, waits for the work to return for up
-// to the shutdown timeout (WithShutdownTimeout, default 20 s; keep it shorter
-// than the pod's terminationGracePeriodSeconds), then stops the elector,
-// which releases the lease, and returns nil. If the work does not return in
-// time, the lease is not released: it expires after the lease duration, and
-// Run returns ErrWorkStillRunning. The lease lock refuses a release while the
-// work runs, whatever path inside client-go asks for it.
+// SIGTERM) it cancels the work's context and waits for the work to return,
+// then stops the elector, which releases the lease, and returns nil. The
+// whole shutdown takes at most the shutdown timeout (WithShutdownTimeout,
+// default 20 s; keep it shorter than the pod's terminationGracePeriodSeconds):
+// the work gets all of it but the release's reserve (one election request
+// timeout, at most a quarter). If the work does not return in time, the
+// lease is not released: it expires after the lease duration, and Run
+// returns ErrWorkStillRunning. The lease lock (leaseGate, election.go)
+// refuses a release while the work runs, whatever path inside client-go
+// asks for it.
 //
 // Standbys watch the Lease (a field selector on its name: RBAC list and watch
 // on that name) and, when it is released, start a new election round at once
@@ -51,14 +54,40 @@
 // rolling update is leaderless for about the time the old work takes to
 // return.
 //
-// # Outages
+// # Losing the lease
 //
-// An API outage shorter than the renew deadline keeps the leader (client-go
-// retries the renewal). A longer one stops the work (its context is
-// cancelled once the lease has not been renewed for the renew deadline), and
-// the replica contends again once the work has returned; with
-// WithExitOnLostLeadership Run returns ErrLeadershipLost instead. Transient
-// API errors never make Run return: preflight, informers and election retry.
+// The work's context is cancelled, and IsLeader turns false, at the first
+// sign that this replica may no longer lead:
+//
+//   - the Lease names another holder (an operator's edit, an etcd restore,
+//     another Deployment with the same lease name): seen by the leader's
+//     watch of the Lease, confirmed by a read, or by the elector's own read
+//     at its next renewal (one retry period). client-go's elector would go
+//     on until its renew deadline. The replica then neither releases the
+//     other holder's lease nor takes it while it is renewed;
+//   - the lease has not been renewed for the renew deadline, counted from
+//     the renewTime written into the Lease (an API outage longer than the
+//     renew deadline; a shorter one keeps the leader, client-go retries).
+//     Each election request has its own timeout, max(renew deadline / 2,
+//     1 s), as controller-runtime's, so one hung request cannot cost the
+//     lease.
+//
+// After a lost renewal a standby may take the lease once the lease duration
+// has passed since the last renewal: the work must have finished its writes
+// by then. WorkBudget says how long that leaves (4 s with the defaults);
+// bound every write's context by it. The replica contends again once the
+// work has returned; with WithExitOnLostLeadership Run returns
+// ErrLeadershipLost instead. Transient API errors never make Run return:
+// preflight, informers and election retry.
+//
+// # Panics
+//
+// A panic in the work, or in an event handler added with AddEventHandler,
+// is recovered, logged with its stack and counted (Panics); the work's
+// context is cancelled and Run returns an error wrapping ErrPanicked once
+// the work has returned and the lease was released, as after any failed
+// work. Handlers added to an informer directly are client-go's: a panic in
+// them ends the process.
 //
 // Logs go to a log/slog logger (WithLogger). client-go's own logs go through
 // klog; a program routes them to the same logger with klog.SetSlogLogger.

@@ -4,12 +4,15 @@ package controller_test
 
 import (
 	"context"
+	"fmt"
 	"log"
 	"log/slog"
 	"os"
+	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/incluster/incluster/pkg/controller"
@@ -50,4 +53,28 @@ func Example() {
 	if err != nil {
 		log.Fatal(err) // ErrWorkStillRunning, ErrLeadershipLost, the probe port in use, or the work's error
 	}
+}
+
+// The work's time budget: once its context is cancelled for a lost
+// renewal, the work has this long until a successor may take the lease
+// (lease duration - renew deadline - retry period / 2). Bound each write's
+// context by it. New sends no request.
+func ExampleManager_WorkBudget() {
+	c, err := incluster.NewForConfig(&rest.Config{Host: "https://127.0.0.1:6443"}, "app")
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, opts := range [][]controller.Option{
+		nil, // the defaults: 15 s, 10 s, 2 s
+		{controller.WithLeaseDuration(60 * time.Second), controller.WithRenewDeadline(15 * time.Second), controller.WithRetryPeriod(5 * time.Second)},
+	} {
+		m, err := controller.New(c, "my-controller", append(opts, controller.WithIdentity("pod-a"))...)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(m.WorkBudget())
+	}
+	// Output:
+	// 4s
+	// 42.5s
 }

@@ -114,8 +114,13 @@ func TestPreflightRecheck(t *testing.T) {
 		t.Fatal("preflight = false")
 	}
 	rule := `rule missing: add to the Role in namespace app: apiGroups [""] resources ["configmaps"] verbs ["watch"]`
-	if got, want := <-readyzDuring, "503 not ready: "+rule; got != want {
-		t.Errorf("/readyz while missing = %q, want %q", got, want)
+	select { // preflight has returned: round 3 has run, or never will
+	case got := <-readyzDuring:
+		if want := "503 not ready: " + rule; got != want {
+			t.Errorf("/readyz while missing = %q, want %q", got, want)
+		}
+	default:
+		t.Fatalf("the preflight passed in round %d, before the Role granted watch (round 4); log:\n%s", round.Load(), logs)
 	}
 	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
 	if len(lines) != 4 {

@@ -68,7 +68,8 @@ Exit codes:
   1  a second SIGTERM or SIGINT: at once, the lease not released
   2  bad usage
   3  not in a cluster, configuration unreadable, or the probe address in use
-  4  stopped on an error: the lease lost with --exit-on-lost-lease, or the work failed
+  4  stopped on an error: the lease lost or taken with --exit-on-lost-lease, or the
+     work failed (a recovered panic too)
   5  the work did not stop within --shutdown-timeout: the lease not released
 `
 
@@ -138,7 +139,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	h := &hasher{
 		cs: m.Clientset(), informer: configMaps.Informer(), lister: corelisters.NewConfigMapLister(configMaps.Informer().GetIndexer()),
-		identity: m.Identity(), workers: opts.workers, log: log,
+		handle: m.AddEventHandler, budget: m.WorkBudget(), identity: m.Identity(), workers: opts.workers, log: log,
 	}
 	klog.SetSlogLogger(log) // client-go's own logs (election, informers) in the same stream
 

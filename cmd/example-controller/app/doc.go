@@ -19,7 +19,8 @@
 // Exit codes: 0 stopped by SIGTERM or SIGINT (the lease released), or
 // --help; 1 a second SIGTERM or SIGINT (at once, lease not released);
 // 2 bad usage; 3 not in a cluster, configuration unreadable, or the probe
-// address cannot be listened on; 4 stopped on an error: leadership lost
-// with --exit-on-lost-lease, or the work failed; 5 the work did not stop
+// address cannot be listened on; 4 stopped on an error: leadership lost or
+// the Lease taken, with --exit-on-lost-lease, or the work failed (a
+// recovered panic too); 5 the work did not stop
 // within --shutdown-timeout (the lease was not released: it expires).
 package app

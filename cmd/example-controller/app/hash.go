@@ -38,9 +38,7 @@ const (
 // FieldManager names the controller in the ConfigMaps' managedFields.
 const FieldManager = "incluster-example-controller"
 
-// writeTimeout bounds one write. A write is not cancelled with the work: the
-// work returns only once its writes have their answer, so that no write of
-// a leader that stepped down lands after its successor's.
+// writeTimeout bounds one write while the work runs.
 const writeTimeout = 10 * time.Second
 
 // ConfigHash returns the hex SHA-256 (64 characters) of cm's data and
@@ -82,15 +80,21 @@ type hasher struct {
 	cs       kubernetes.Interface
 	informer cache.SharedIndexInformer
 	lister   corelisters.ConfigMapLister
+	// handle adds an event handler for the work's term (the Manager's
+	// AddEventHandler: removed when the term ends, panics recovered).
+	handle   func(context.Context, cache.SharedInformer, cache.ResourceEventHandler) error
+	budget   time.Duration // the Manager's WorkBudget
 	identity string
 	workers  int
 	log      *slog.Logger
 }
 
 // Work runs while this replica leads, until ctx is cancelled: it registers
-// an event handler on the informer (which replays the cache as adds), works
-// the queue, and on cancellation stops taking keys, waits for the writes in
-// flight and removes the handler.
+// an event handler on the informer (which replays the cache as adds) and
+// works the queue. Once ctx is cancelled it starts no write, and returns
+// when the writes in flight have their answer, or are cut off at the work's
+// time budget: a leader that lost its lease has that long before a
+// successor may write (controller.Manager.WorkBudget).
 func (h *hasher) Work(ctx context.Context) error {
 	q := workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
 		workqueue.TypedRateLimitingQueueConfig[string]{Name: "configmap-hash"})
@@ -99,29 +103,34 @@ func (h *hasher) Work(ctx context.Context) error {
 			q.Add(key)
 		}
 	}
-	reg, err := h.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	if err := h.handle(ctx, h.informer, cache.ResourceEventHandlerFuncs{
 		AddFunc:    enqueue,
 		UpdateFunc: func(_, obj any) { enqueue(obj) },
-	})
-	if err != nil {
-		return fmt.Errorf("add event handler: %w", err)
+	}); err != nil {
+		return err
 	}
+	// Writes outlive the work's cancellation by at most the budget: cut
+	// at once, a write may still land unseen; left unbounded, it may land
+	// after a successor's.
+	writes, cutWrites := context.WithCancel(context.WithoutCancel(ctx))
+	defer cutWrites()
+	context.AfterFunc(ctx, func() { time.AfterFunc(h.budget, cutWrites) })
 	var wg sync.WaitGroup
 	for range h.workers {
 		wg.Go(func() {
-			for h.next(ctx, q) {
+			for h.next(ctx, writes, q) {
 			}
 		})
 	}
 	<-ctx.Done()
 	q.ShutDown()
 	wg.Wait()
-	return h.informer.RemoveEventHandler(reg)
+	return nil
 }
 
-// next takes one key and syncs it; false once the queue is shut down or
-// ctx is cancelled.
-func (h *hasher) next(ctx context.Context, q workqueue.TypedRateLimitingInterface[string]) bool {
+// next takes one key and syncs it, its write under writes; false once the
+// queue is shut down or ctx is cancelled.
+func (h *hasher) next(ctx, writes context.Context, q workqueue.TypedRateLimitingInterface[string]) bool {
 	key, shutdown := q.Get()
 	if shutdown {
 		return false
@@ -130,7 +139,7 @@ func (h *hasher) next(ctx context.Context, q workqueue.TypedRateLimitingInterfac
 	if ctx.Err() != nil {
 		return false // no write starts once the work is cancelled
 	}
-	if err := h.sync(ctx, key); err != nil {
+	if err := h.sync(writes, key); err != nil {
 		h.log.Warn("sync failed; retrying with backoff", "configmap", key, "err", err)
 		q.AddRateLimited(key)
 		return true
@@ -140,7 +149,8 @@ func (h *hasher) next(ctx context.Context, q workqueue.TypedRateLimitingInterfac
 }
 
 // sync writes the annotations on the ConfigMap of key if its hash
-// annotation differs from its data's hash.
+// annotation differs from its data's hash. The write ends with ctx, and
+// after writeTimeout.
 func (h *hasher) sync(ctx context.Context, key string) error {
 	ns, name, err := cache.SplitMetaNamespaceKey(key)
 	if err != nil {
@@ -164,7 +174,7 @@ func (h *hasher) sync(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	wctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
 	_, err = h.cs.CoreV1().ConfigMaps(ns).Patch(wctx, name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: FieldManager})
 	switch {

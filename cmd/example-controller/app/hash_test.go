@@ -7,7 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +26,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	k8stesting "k8s.io/client-go/testing"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -68,7 +74,18 @@ func newTestHasher(cs *fake.Clientset, objs ...*corev1.ConfigMap) *hasher {
 		_ = idx.Add(o)
 	}
 	return &hasher{cs: cs, lister: corelisters.NewConfigMapLister(idx), identity: "pod-a_x2k4q", workers: 1,
-		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		handle: plainHandle, budget: 4 * time.Second, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+}
+
+// plainHandle adds h to informer until ctx ends, as the Manager's
+// AddEventHandler does (without its panic recovery).
+func plainHandle(ctx context.Context, informer cache.SharedInformer, h cache.ResourceEventHandler) error {
+	reg, err := informer.AddEventHandler(h)
+	if err != nil {
+		return err
+	}
+	context.AfterFunc(ctx, func() { _ = informer.RemoveEventHandler(reg) })
+	return nil
 }
 
 func labelled(name, rv string, data map[string]string, annotations map[string]string) *corev1.ConfigMap {
@@ -185,5 +202,128 @@ func TestWork(t *testing.T) {
 	}
 	if got.Annotations[HashAnnotation] != ConfigHash(cm) || got.Annotations[WriterAnnotation] != "pod-a_x2k4q" {
 		t.Errorf("annotations = %v", got.Annotations)
+	}
+}
+
+// patchServer is an API server whose ConfigMap patches wait: each one
+// reports its start on started, then is answered 200 once release is
+// closed, or reports on cut when the client gives it up first.
+type patchServer struct {
+	started chan string
+	release chan struct{}
+	cut     chan time.Time
+}
+
+func newPatchServer(t *testing.T) (*patchServer, kubernetes.Interface) {
+	ps := &patchServer{started: make(chan string, 10), release: make(chan struct{}), cut: make(chan time.Time, 10)}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPatch {
+			http.Error(w, "only patches here", http.StatusMethodNotAllowed)
+			return
+		}
+		_, _ = io.Copy(io.Discard, r.Body) // then the server sees the client go away
+		name := path.Base(r.URL.Path)
+		ps.started <- name
+		select {
+		case <-ps.release:
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"namespace":"app","name":%q}}`, name)
+		case <-r.Context().Done():
+			ps.cut <- time.Now()
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { // unblock a handler a failed test left waiting, before Close waits for it
+		select {
+		case <-ps.release:
+		default:
+			close(ps.release)
+		}
+	})
+	cs, err := kubernetes.NewForConfig(&rest.Config{Host: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ps, cs
+}
+
+// runWork runs h.Work over an informer on a fake clientset holding objs,
+// and returns the work's cancel and the channel of its result.
+func runWork(t *testing.T, h *hasher, objs ...runtime.Object) (cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
+	f := informers.NewSharedInformerFactory(fake.NewClientset(objs...), 0)
+	inf := f.Core().V1().ConfigMaps()
+	h.informer, h.lister = inf.Informer(), inf.Lister()
+	ctx, stop := context.WithCancel(t.Context())
+	t.Cleanup(func() { stop(); f.Shutdown() })
+	f.Start(ctx.Done())
+	f.WaitForCacheSync(ctx.Done())
+	workCtx, cancel := context.WithCancel(ctx)
+	out := make(chan error, 1)
+	go func() { out <- h.Work(workCtx) }()
+	return cancel, out
+}
+
+func wait[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(20 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
+}
+
+// Once cancelled, the work starts no write, and returns only after its
+// write in flight has its answer: the write is not cut off with the work
+// (it could still land, unseen), and the key queued behind it is not
+// written.
+func TestWorkStopsWriting(t *testing.T) {
+	ps, cs := newPatchServer(t)
+	h := newTestHasher(nil)
+	h.cs = cs
+	cancel, done := runWork(t, h,
+		labelled("a", "1", map[string]string{"k": "a"}, nil), labelled("b", "1", map[string]string{"k": "b"}, nil))
+	first := wait(t, ps.started, "the first write")
+	cancel()
+	select {
+	case err := <-done:
+		t.Fatalf("Work returned (%v) while its write to %s had no answer", err, first)
+	case at := <-ps.cut:
+		t.Fatalf("the write in flight was cut off at %s, when the work was cancelled", at.Format(time.StampMilli))
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(ps.release)
+	if err := wait(t, done, "Work to return"); err != nil {
+		t.Fatalf("Work = %v", err)
+	}
+	select {
+	case name := <-ps.started:
+		t.Errorf("a write to %s started after the work was cancelled", name)
+	default:
+	}
+}
+
+// No write is in flight once the work's time budget after its
+// cancellation is spent: a write still unanswered is cut off then, and the
+// work returns.
+func TestWorkBudget(t *testing.T) {
+	ps, cs := newPatchServer(t)
+	h := newTestHasher(nil)
+	h.cs, h.budget = cs, 500*time.Millisecond
+	cancel, done := runWork(t, h, labelled("a", "1", map[string]string{"k": "a"}, nil))
+	wait(t, ps.started, "the write")
+	cancel()
+	cancelled := time.Now()
+	cutAt := wait(t, ps.cut, "the write to be cut off")
+	if err := wait(t, done, "Work to return"); err != nil {
+		t.Fatalf("Work = %v", err)
+	}
+	returned := time.Since(cancelled)
+	after := cutAt.Sub(cancelled)
+	t.Logf("write cut off %s after the cancellation, Work returned after %s (budget %s)", after.Round(time.Millisecond), returned.Round(time.Millisecond), h.budget)
+	if after < h.budget-50*time.Millisecond || returned > h.budget+time.Second {
+		t.Errorf("write cut off %s and Work returned %s after the cancellation; want both at the budget (%s)", after, returned, h.budget)
 	}
 }
