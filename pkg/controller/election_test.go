@@ -473,6 +473,18 @@ func TestLeaseGateTaken(t *testing.T) {
 	if !slices.Equal(seen, []string{"intruder"}) {
 		t.Errorf("onTaken calls = %q, want [intruder]", seen)
 	}
+	// Found taken before the work started: it never starts.
+	g3 := newLeaseGate(lock, time.Now, time.Second)
+	if err := g3.Update(ctx, renewal("me", time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := g3.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if g3.startWork(func(error) {}) {
+		t.Error("startWork = true after the Lease was found taken (before any release)")
+	}
+	lock.updates = lock.updates[:1]
 	g.workReturned()
 	if err := g.Update(ctx, resourcelock.LeaderElectionRecord{LeaseDurationSeconds: 1}); err != nil {
 		t.Errorf("release of a taken lease = %v, want nil (nothing to give back)", err)

@@ -263,7 +263,7 @@ func TestPanic(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = m.Run(context.Background(), func(ctx context.Context) error {
+			done := runAsync(context.Background(), m, func(ctx context.Context) error {
 				if where == "the work" {
 					var cm *corev1.ConfigMap
 					_ = cm.Name // nil pointer dereference
@@ -277,6 +277,7 @@ func TestPanic(t *testing.T) {
 				<-ctx.Done()
 				return nil
 			})
+			err = within(t, done, "Run to return the panic")
 			if !errors.Is(err, ErrPanicked) || !strings.Contains(err.Error(), "panic in "+where) {
 				t.Fatalf("Run = %v, want a panic in %s (ErrPanicked)", err, where)
 			}
