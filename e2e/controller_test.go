@@ -7,11 +7,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +23,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -28,6 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/incluster/incluster/cmd/example-controller/app"
@@ -211,6 +215,133 @@ func (e *controllerEnv) holder(ctx context.Context) string {
 	return *l.Spec.HolderIdentity
 }
 
+// getLease returns the controller's Lease; the test fails without one.
+func (e *controllerEnv) getLease(t *testing.T) *coordinationv1.Lease {
+	t.Helper()
+	l, err := client.CoordinationV1().Leases(e.ns).Get(t.Context(), e.lease, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("Lease %s/%s: %v", e.ns, e.lease, err)
+	}
+	return l
+}
+
+// leaseHolder, leaseTransitions, leaseAcquired and leaseRenewed read a
+// Lease's spec ("", 0 or the zero time where a field is unset).
+func leaseHolder(l *coordinationv1.Lease) string {
+	if l.Spec.HolderIdentity == nil {
+		return ""
+	}
+	return *l.Spec.HolderIdentity
+}
+
+func leaseTransitions(l *coordinationv1.Lease) int32 {
+	if l.Spec.LeaseTransitions == nil {
+		return 0
+	}
+	return *l.Spec.LeaseTransitions
+}
+
+func leaseAcquired(l *coordinationv1.Lease) time.Time {
+	if l.Spec.AcquireTime == nil {
+		return time.Time{}
+	}
+	return l.Spec.AcquireTime.Time
+}
+
+func leaseRenewed(l *coordinationv1.Lease) time.Time {
+	if l.Spec.RenewTime == nil {
+		return time.Time{}
+	}
+	return l.Spec.RenewTime.Time
+}
+
+// leaseString is the part of a Lease the tests compare, for messages.
+func leaseString(l *coordinationv1.Lease) string {
+	return fmt.Sprintf("holder %q, leaderTransitions %d, acquireTime %s, renewTime %s", leaseHolder(l), leaseTransitions(l),
+		leaseAcquired(l).UTC().Format("15:04:05.000000"), leaseRenewed(l).UTC().Format("15:04:05.000000"))
+}
+
+// leaderPod waits until exactly one replica answers /leader 200 and it is
+// the Lease holder's pod; it returns that pod.
+func (e *controllerEnv) leaderPod(t *testing.T) string {
+	t.Helper()
+	var leaders []string
+	var holder string
+	err := wait.PollUntilContextTimeout(t.Context(), 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		leaders = leaders[:0]
+		pods := e.pods(ctx)
+		for _, p := range pods {
+			if code, _ := e.probe(ctx, p.Name, "/leader"); code == 200 {
+				leaders = append(leaders, p.Name)
+			}
+		}
+		holder = e.holder(ctx)
+		return len(pods) == 2 && len(leaders) == 1 && podOf(holder) == leaders[0], nil
+	})
+	if err != nil {
+		t.Fatalf("want exactly one replica answering /leader 200, the Lease holder's: /leader 200 from %v, holder %q", leaders, holder)
+	}
+	return leaders[0]
+}
+
+// leadershipMarks are the Manager's log messages of a change of leadership
+// (pkg/controller election.go): a leader that logs one of them stopped its
+// work or started it again.
+var leadershipMarks = []string{
+	"leading: the work starts",
+	"the work returned",
+	"leadership lost",
+	"not renewed within the renew deadline",
+	"held by another holder",
+	"taken by another holder",
+	"lease released",
+}
+
+// leadershipLines returns the lines of a controller's log that mark a change
+// of leadership (leadershipMarks).
+func leadershipLines(lines []string) []string {
+	var out []string
+	for _, l := range lines {
+		for _, m := range leadershipMarks {
+			if strings.Contains(l, m) {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// logLinesSince returns the non-empty lines of a log in log/slog's text
+// format whose time= is not before since; a line without a readable time=
+// is kept.
+func logLinesSince(logs string, since time.Time) []string {
+	var out []string
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.TrimSpace(l) == "" {
+			continue
+		}
+		if at, ok := logTime(l); ok && at.Before(since) {
+			continue
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+// logTime reads the time= of a log/slog text line.
+func logTime(line string) (time.Time, bool) {
+	rest, ok := strings.CutPrefix(line, "time=")
+	if !ok {
+		return time.Time{}, false
+	}
+	if i := strings.IndexByte(rest, ' '); i > 0 {
+		rest = rest[:i]
+	}
+	at, err := time.Parse(time.RFC3339Nano, rest)
+	return at, err == nil
+}
+
 // podOf returns the pod name of an identity (POD_NAME + "_" + suffix).
 func podOf(identity string) string {
 	if i := strings.LastIndex(identity, "_"); i > 0 {
@@ -234,14 +365,27 @@ func (e *controllerEnv) waitHolder(timeout time.Duration, ok func(string) bool) 
 }
 
 // probe asks a pod's probe port through the API server's pod proxy (it
-// works in both clusters; the host cannot always reach pod IPs).
+// works in both clusters; the host cannot always reach pod IPs), and returns
+// the HTTP status and body as they came: client-go's Do would drop both for
+// an error status with a text body, such as the probes' 503. A request that
+// got no answer returns 0 and the error.
 func (e *controllerEnv) probe(ctx context.Context, pod, path string) (int, string) {
-	res := client.CoreV1().RESTClient().Get().Namespace(e.ns).Resource("pods").Name(pod + ":8081").
-		SubResource("proxy").Suffix(path).Do(ctx)
-	var code int
-	res.StatusCode(&code)
-	body, _ := res.Raw()
-	return code, strings.TrimSpace(string(body))
+	rc, ok := client.CoreV1().RESTClient().(*rest.RESTClient)
+	if !ok {
+		return 0, fmt.Sprintf("the clientset's REST client is a %T, not a *rest.RESTClient", client.CoreV1().RESTClient())
+	}
+	u := rc.Get().Namespace(e.ns).Resource("pods").Name(pod + ":8081").SubResource("proxy").Suffix(path).URL()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return 0, err.Error()
+	}
+	resp, err := rc.Client.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	return resp.StatusCode, strings.TrimSpace(string(body))
 }
 
 // followLog streams a pod's log from now on; the function it returns waits
@@ -315,31 +459,8 @@ func TestController(t *testing.T) {
 	e.waitReady(2, 2*time.Minute)
 	t.Logf("2 replicas Ready %.1f s after the Deployment was created", time.Since(start).Seconds())
 
-	// leaderPod waits until exactly one replica answers /leader 200 and it
-	// is the Lease holder's pod; it returns that pod.
-	leaderPod := func() string {
-		t.Helper()
-		var leaders []string
-		var holder string
-		err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
-			leaders = leaders[:0]
-			pods := e.pods(ctx)
-			for _, p := range pods {
-				if code, _ := e.probe(ctx, p.Name, "/leader"); code == 200 {
-					leaders = append(leaders, p.Name)
-				}
-			}
-			holder = e.holder(ctx)
-			return len(pods) == 2 && len(leaders) == 1 && podOf(holder) == leaders[0], nil
-		})
-		if err != nil {
-			t.Fatalf("want exactly one replica answering /leader 200, the Lease holder's: /leader 200 from %v, holder %q", leaders, holder)
-		}
-		return leaders[0]
-	}
-
 	t.Run("one_leader", func(t *testing.T) {
-		leader := leaderPod()
+		leader := e.leaderPod(t)
 		for _, p := range e.pods(ctx) {
 			for _, path := range []string{"/healthz", "/readyz"} {
 				if code, body := e.probe(ctx, p.Name, path); code != 200 {
@@ -347,8 +468,8 @@ func TestController(t *testing.T) {
 				}
 			}
 			if p.Name != leader {
-				if code, _ := e.probe(ctx, p.Name, "/leader"); code == 200 {
-					t.Errorf("standby %s answers /leader 200", p.Name)
+				if code, body := e.probe(ctx, p.Name, "/leader"); code != 503 {
+					t.Errorf("standby %s answers /leader %d %s, want 503", p.Name, code, body)
 				}
 			}
 		}
@@ -398,7 +519,14 @@ func TestController(t *testing.T) {
 		if restart == "" {
 			t.Fatal("E2E_RESTART_APISERVER is not set (hack/e2e.sh and hack/kind.sh set it)")
 		}
-		before := e.holder(ctx)
+		// The same leader after the restart: the same holder, and a Lease
+		// that was not acquired again (leaderTransitions and acquireTime
+		// unchanged). A leader that lost the Lease and took it back under
+		// its own identity keeps both (client-go renews at once and keeps
+		// them), so its log is read too: no line of a change of leadership
+		// (leadershipMarks) since the restart began.
+		l0 := e.getLease(t)
+		before := leaseHolder(l0)
 		stopped := time.Now()
 		out, err := exec.Command("/bin/sh", "-c", restart).CombinedOutput()
 		if err != nil {
@@ -416,14 +544,32 @@ func TestController(t *testing.T) {
 			t.Fatal(err)
 		}
 		d, cm := waitHash("after-restart", created)
-		after := e.holder(ctx)
-		t.Logf("API server restarted (%s); holder before %s, after %s; a new ConfigMap hashed %.2f s after create by %s",
-			lastLines(string(out), 1), before, after, d.Seconds(), cm.Annotations[writerAnnot])
+		l1 := e.getLease(t)
+		after := leaseHolder(l1)
+		marks := leadershipLines(logLinesSince(e.logs(ctx, podOf(before)), stopped))
+		t.Logf("API server restarted (%s); a new ConfigMap hashed %.2f s after create by %s; Lease before: %s; after: %s; leadership lines in the leader's log since the restart: %d",
+			lastLines(string(out), 1), d.Seconds(), cm.Annotations[writerAnnot], leaseString(l0), leaseString(l1), len(marks))
+		var changed []string
+		if after != before {
+			changed = append(changed, fmt.Sprintf("the holder changed: %s -> %s", before, after))
+		}
+		if leaseTransitions(l1) != leaseTransitions(l0) {
+			changed = append(changed, fmt.Sprintf("leaderTransitions %d -> %d", leaseTransitions(l0), leaseTransitions(l1)))
+		}
+		if !leaseAcquired(l1).Equal(leaseAcquired(l0)) {
+			changed = append(changed, fmt.Sprintf("acquireTime %s -> %s: the Lease was acquired again", leaseAcquired(l0).UTC().Format(time.RFC3339Nano), leaseAcquired(l1).UTC().Format(time.RFC3339Nano)))
+		}
+		if w := cm.Annotations[writerAnnot]; w != before {
+			changed = append(changed, fmt.Sprintf("the ConfigMap created after the restart was hashed by %s, not by the leader %s", w, before))
+		}
+		if len(marks) > 0 {
+			changed = append(changed, fmt.Sprintf("the leader's log since the restart shows a change of leadership:\n%s", strings.Join(marks, "\n")))
+		}
 		switch {
-		case after != before && away >= 10*time.Second:
-			t.Errorf("the leader changed across the API server restart (%s -> %s), but the restart took %.1f s, not shorter than the renew deadline (10 s): the restart command (%s) is too slow for this test", before, after, away.Seconds(), restart)
-		case after != before:
-			t.Errorf("the leader changed across an API server outage of at most %.1f s, shorter than the renew deadline (10 s): %s -> %s", away.Seconds(), before, after)
+		case len(changed) > 0 && away >= 10*time.Second:
+			t.Errorf("the leader did not keep the Lease across the API server restart, but the restart took %.1f s, not shorter than the renew deadline (10 s): the restart command (%s) is too slow for this test; %s", away.Seconds(), restart, strings.Join(changed, "; "))
+		case len(changed) > 0:
+			t.Errorf("the leader did not keep the Lease across an API server outage of at most %.1f s, shorter than the renew deadline (10 s): %s", away.Seconds(), strings.Join(changed, "; "))
 		}
 		for _, p := range e.pods(ctx) {
 			if n := restarts(&p); n != 0 {
@@ -434,25 +580,37 @@ func TestController(t *testing.T) {
 
 	t.Run("handoff", func(t *testing.T) {
 		// A writer changes a labelled ConfigMap every 100 ms for the whole
-		// subtest; the controller re-hashes it each time. Its writer
-		// annotation, as watched, must never go back to an earlier leader.
+		// subtest; the controller re-hashes it each time. Each leader, the
+		// first and the 5 that take over, has changes to hash while it
+		// leads: the test waits for its first write before it deletes its
+		// pod. So the writer annotation, as watched, must name exactly the
+		// Lease holders in the order they held it: 6 writers, none again
+		// after its successor.
 		w := startWriterWatch(t, e, "handoff")
+		holders := []string{e.holder(ctx)}
+		w.waitWriter(t, holders[0], 10*time.Second)
 		var secs []float64
 		for i := range 5 {
-			leader := leaderPod()
+			leader := e.leaderPod(t)
 			oldHolder := e.holder(ctx)
+			if oldHolder != holders[len(holders)-1] {
+				t.Errorf("handoff %d: the Lease holder is %s, not %s, the last one the test handed over to: it changed hands on its own", i+1, oldHolder, holders[len(holders)-1])
+				holders = append(holders, oldHolder)
+			}
 			oldLog := e.followLog(leader) // its pod is gone once the handoff is done
 			deleted := time.Now()
 			if err := client.CoreV1().Pods(e.ns).Delete(ctx, leader, metav1.DeleteOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			holder, at := e.waitHolder(60*time.Second, func(h string) bool { return h != oldHolder && podOf(h) != leader })
+			holders = append(holders, holder)
 			secs = append(secs, at.Sub(deleted).Seconds())
 			t.Logf("handoff %d: deleted %s at %s, new holder %s after %.2f s", i+1, leader, deleted.UTC().Format("15:04:05.000"), holder, at.Sub(deleted).Seconds())
 			if at.Sub(deleted) > 500*time.Millisecond { // slower than the watch path: say where the time went
 				t.Logf("handoff %d took longer than a watch event; the old leader's log:\n%s\nthe new holder's:\n%s",
 					i+1, lastLines(oldLog(), 5), lastLines(e.logs(ctx, podOf(holder)), 6))
 			}
+			w.waitWriter(t, holder, 10*time.Second) // the new leader works
 			e.waitReady(2, 2*time.Minute)
 		}
 		w.stop()
@@ -462,20 +620,53 @@ func TestController(t *testing.T) {
 		if median > 1.5 {
 			t.Errorf("median handoff %.2f s, want <= 1.5 s", median)
 		}
-		w.check(t)
+		w.check(t, holders)
 	})
 
 	t.Run("sigterm", func(t *testing.T) {
 		// Delete a replica (the leader) and watch its container end: exit 0,
-		// well inside the grace period.
-		pod := leaderPod()
+		// well inside the grace period, and the Lease released: once the
+		// container has exited, the Lease has no holder or already the other
+		// replica's, acquired after the SIGTERM (leaderTransitions + 1) and
+		// before the old holder's lease could have expired (15 s after its
+		// last renewal): a release, not an expiry.
+		pod := e.leaderPod(t)
+		l0 := e.getLease(t)
+		oldHolder := leaseHolder(l0)
+		if podOf(oldHolder) != pod {
+			t.Fatalf("the leader %s is not the Lease holder %s", pod, oldHolder)
+		}
+		lease := 15 * time.Second
+		if l0.Spec.LeaseDurationSeconds != nil {
+			lease = time.Duration(*l0.Spec.LeaseDurationSeconds) * time.Second
+		}
+		sigterm := time.Now()
 		code, took := deleteAndWatchExit(t, e.ns, pod)
-		t.Logf("SIGTERM (pod delete) of the leader %s: exit code %d after %.2f s (grace period %s)", pod, code, took.Seconds(), grace)
+		l1 := e.getLease(t)
+		t.Logf("SIGTERM (pod delete) of the leader %s: exit code %d after %.2f s (grace period %s); the Lease %.2f s after the SIGTERM: %s (before: %s)",
+			pod, code, took.Seconds(), grace, time.Since(sigterm).Seconds(), leaseString(l1), leaseString(l0))
 		if code != 0 {
 			t.Errorf("exit code %d after SIGTERM, want 0\n%s", code, e.logs(ctx, pod))
 		}
 		if took > grace/2 {
 			t.Errorf("took %.1f s to exit after SIGTERM, want well inside the grace period (%s)", took.Seconds(), grace)
+		}
+		// An expiry leaves the holder in place until another replica
+		// acquires the Lease: no holder is a release. A new holder is the
+		// standby's acquisition, of a released Lease if it came before the
+		// old one could have expired.
+		switch h := leaseHolder(l1); {
+		case h == oldHolder:
+			t.Errorf("after the exit the Lease still names the old leader (%s): it was not released, it would expire %s after its last renewal", leaseString(l1), lease)
+		case h == "":
+			// released; the standby has not taken it yet
+		case podOf(h) == pod:
+			t.Errorf("the Lease holder %s after the exit is of the pod that exited", h)
+		case leaseTransitions(l1) != leaseTransitions(l0)+1 || !leaseAcquired(l1).After(sigterm):
+			t.Errorf("the Lease passed to %s, but not as one acquisition after the SIGTERM at %s: %s (before: %s)", h, sigterm.UTC().Format("15:04:05.000"), leaseString(l1), leaseString(l0))
+		case !leaseAcquired(l1).Before(leaseRenewed(l0).Add(lease)):
+			t.Errorf("the Lease passed to %s at %s, not before the old leader's lease could have expired (last renewal seen %s + %s): a release cannot be told from an expiry",
+				h, leaseAcquired(l1).UTC().Format("15:04:05.000"), leaseRenewed(l0).UTC().Format("15:04:05.000"), lease)
 		}
 		e.waitReady(2, 2*time.Minute)
 	})
@@ -485,7 +676,7 @@ func TestController(t *testing.T) {
 		if kill == "" {
 			t.Fatal("E2E_KILL_CONTAINER is not set (hack/e2e.sh and hack/kind.sh set it)")
 		}
-		leader := leaderPod()
+		leader := e.leaderPod(t)
 		p, err := client.CoreV1().Pods(e.ns).Get(ctx, leader, metav1.GetOptions{})
 		if err != nil || len(p.Status.ContainerStatuses) == 0 {
 			t.Fatalf("pod %s: %v", leader, err)
@@ -564,26 +755,41 @@ func deleteAndWatchExit(t *testing.T, ns, pod string) (int32, time.Duration) {
 }
 
 // writerWatch changes a labelled ConfigMap every 100 ms and records the
-// writer annotations the controller sets on it, as a watch sees them.
+// controller's writes on it, as a watch sees them, with the test's clock.
+// The watch starts at the ConfigMap's creation (its resourceVersion), so it
+// misses no event; if it ends or fails before stop, check fails the test.
 type writerWatch struct {
-	e       *controllerEnv
-	name    string
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	writers []string // each change of the writer annotation, in order
+	e             *controllerEnv
+	name          string
+	cancel        context.CancelFunc // the watch and the changes
+	cancelChanges context.CancelFunc
+	wg            sync.WaitGroup
+	mu            sync.Mutex
+	writes        []cmWrite // each write of the controller (a new hash annotation), in order
+	writers       []string  // each change of the writer annotation, in order
+	changes       int       // data changes the test made
+	err           error     // the watch ended or failed before stop
+}
+
+// cmWrite is one write of the controller on the ConfigMap.
+type cmWrite struct {
+	at     time.Time // when the test's watch saw it
+	writer string
+	hash   string
 }
 
 func startWriterWatch(t *testing.T, e *controllerEnv, name string) *writerWatch {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	w := &writerWatch{e: e, name: name, cancel: cancel}
+	changeCtx, cancelChanges := context.WithCancel(ctx)
+	w := &writerWatch{e: e, name: name, cancel: cancel, cancelChanges: cancelChanges}
 	cms := client.CoreV1().ConfigMaps(e.ns)
-	if _, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{hashLabel: "true"}},
-		Data: map[string]string{"n": "0"}}, metav1.CreateOptions{}); err != nil {
+	created, err := cms.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{hashLabel: "true"}},
+		Data: map[string]string{"n": "0"}}, metav1.CreateOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	wi, err := cms.Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + name})
+	wi, err := cms.Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + name, ResourceVersion: created.ResourceVersion})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -591,13 +797,33 @@ func startWriterWatch(t *testing.T, e *controllerEnv, name string) *writerWatch 
 	go func() { // the watch
 		defer w.wg.Done()
 		defer wi.Stop()
-		for ev := range wi.ResultChan() {
+		lastHash := ""
+		for {
+			ev, ok := <-wi.ResultChan()
+			now := time.Now()
+			if !ok {
+				if ctx.Err() == nil {
+					w.fail(fmt.Errorf("the watch of ConfigMap %s ended at %s, before the test stopped it: later writes were not seen", name, now.UTC().Format("15:04:05.000")))
+				}
+				return
+			}
+			if ev.Type == watch.Error {
+				if ctx.Err() != nil {
+					return // stop(): the stream ends with the cancellation as an error event
+				}
+				w.fail(fmt.Errorf("the watch of ConfigMap %s failed at %s: %v", name, now.UTC().Format("15:04:05.000"), apierrors.FromObject(ev.Object)))
+				return
+			}
 			cm, ok := ev.Object.(*corev1.ConfigMap)
 			if !ok {
 				continue
 			}
-			wr := cm.Annotations[writerAnnot]
+			h, wr := cm.Annotations[hashAnnotation], cm.Annotations[writerAnnot]
 			w.mu.Lock()
+			if h != "" && h != lastHash { // the test's own updates keep the annotations
+				w.writes = append(w.writes, cmWrite{at: now, writer: wr, hash: h})
+				lastHash = h
+			}
 			if wr != "" && (len(w.writers) == 0 || w.writers[len(w.writers)-1] != wr) {
 				w.writers = append(w.writers, wr)
 			}
@@ -606,14 +832,19 @@ func startWriterWatch(t *testing.T, e *controllerEnv, name string) *writerWatch 
 	}()
 	go func() { // the changes
 		defer w.wg.Done()
-		for n := 1; ctx.Err() == nil; n++ {
-			cm, err := cms.Get(ctx, name, metav1.GetOptions{})
+		for n := 1; changeCtx.Err() == nil; n++ {
+			cm, err := cms.Get(changeCtx, name, metav1.GetOptions{})
 			if err == nil {
 				cm.Data["n"] = fmt.Sprint(n)
-				_, _ = cms.Update(ctx, cm, metav1.UpdateOptions{}) // a conflict with the controller's write: next round
+				// A conflict with the controller's write: next round.
+				if _, err := cms.Update(changeCtx, cm, metav1.UpdateOptions{}); err == nil {
+					w.mu.Lock()
+					w.changes++
+					w.mu.Unlock()
+				}
 			}
 			select {
-			case <-ctx.Done():
+			case <-changeCtx.Done():
 			case <-time.After(100 * time.Millisecond):
 			}
 		}
@@ -621,14 +852,68 @@ func startWriterWatch(t *testing.T, e *controllerEnv, name string) *writerWatch 
 	return w
 }
 
+func (w *writerWatch) fail(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err == nil {
+		w.err = err
+	}
+}
+
+// stopChanges stops the data changes; the watch goes on.
+func (w *writerWatch) stopChanges() { w.cancelChanges() }
+
 func (w *writerWatch) stop() { w.cancel(); w.wg.Wait() }
 
-// check fails if an identity wrote again after another one had written: the
-// old leader wrote after the new one.
-func (w *writerWatch) check(t *testing.T) {
+// snapshot returns the writes so far and the watch's error, if any.
+func (w *writerWatch) snapshot() ([]cmWrite, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.writes), w.err
+}
+
+// waitWriter waits until identity has written, and returns when the watch
+// saw its first write; the test fails if it has not within timeout (the
+// ConfigMap changes every 100 ms: a leader always has something to hash).
+func (w *writerWatch) waitWriter(t *testing.T, identity string, timeout time.Duration) time.Time {
+	t.Helper()
+	return w.waitWrite(t, func(c cmWrite) bool { return c.writer == identity }, timeout, "a write by "+identity)
+}
+
+// waitWrite waits for the first write for which ok is true, and returns when
+// the watch saw it; the test fails if there is none within timeout.
+func (w *writerWatch) waitWrite(t *testing.T, ok func(cmWrite) bool, timeout time.Duration, what string) time.Time {
+	t.Helper()
+	var at time.Time
+	err := wait.PollUntilContextTimeout(t.Context(), 20*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		writes, err := w.snapshot()
+		if err != nil {
+			return false, err
+		}
+		i := slices.IndexFunc(writes, ok)
+		if i >= 0 {
+			at = writes[i].at
+		}
+		return i >= 0, nil
+	})
+	if err != nil {
+		w.mu.Lock()
+		writers, changes := slices.Clone(w.writers), w.changes
+		w.mu.Unlock()
+		t.Fatalf("ConfigMap %s: not within %s: %s, though the test changed it %d times so far (writers so far %v): %v", w.name, timeout, what, changes, writers, err)
+	}
+	return at
+}
+
+// check, after stop, fails unless the writers were exactly holders, in
+// that order: each leader wrote, and none wrote again after its successor.
+func (w *writerWatch) check(t *testing.T, holders []string) {
 	t.Helper()
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.err != nil {
+		t.Error(w.err)
+	}
 	seen := map[string]bool{}
 	for i, wr := range w.writers {
 		if seen[wr] {
@@ -636,9 +921,10 @@ func (w *writerWatch) check(t *testing.T) {
 		}
 		seen[wr] = true
 	}
-	t.Logf("writers of ConfigMap %s, in order: %v", w.name, w.writers)
-	if len(w.writers) < 2 {
-		t.Errorf("the ConfigMap saw %d writers across the handoffs, want several: did the new leaders work?", len(w.writers))
+	t.Logf("ConfigMap %s: %d data changes by the test, %d writes by the controller; writers in order: %v; Lease holders in order: %v", w.name, w.changes, len(w.writes), w.writers, holders)
+	if !slices.Equal(w.writers, holders) {
+		t.Errorf("the ConfigMap's writers were %v (%d), want exactly the Lease holders in the order they held it, %v (%d): each leader hashes the changes while it leads, and none after its successor",
+			w.writers, len(w.writers), holders, len(holders))
 	}
 }
 
@@ -647,16 +933,26 @@ func (w *writerWatch) check(t *testing.T) {
 // rule in its log within 5 s; once the verb is added, it must become Ready
 // within 10 s, without a restart.
 func TestControllerPreflight(t *testing.T) {
+	removed := []string{"watch"} // from the Role's rule on configmaps; the Manager checks it (the informer watches)
 	e := deployController(t, "preflight", func(e *controllerEnv) {
 		one := int32(1)
 		e.deployment.Spec.Replicas = &one
 		for i, r := range e.role.Rules {
 			if slices.Contains(r.Resources, "configmaps") {
-				e.role.Rules[i].Verbs = slices.DeleteFunc(slices.Clone(r.Verbs), func(v string) bool { return v == "watch" })
+				e.role.Rules[i].Verbs = slices.DeleteFunc(slices.Clone(r.Verbs), func(v string) bool { return slices.Contains(removed, v) })
 			}
 		}
 	})
 	ctx := t.Context()
+	// The rule as the Manager names it (pkg/controller preflight.go,
+	// missingRules), in its log at WARN (log/slog's text format quotes the
+	// message) and in /readyz's 503.
+	quoted := make([]string, len(removed))
+	for i, v := range removed {
+		quoted[i] = strconv.Quote(v)
+	}
+	rule := fmt.Sprintf(`rule missing: add to the Role in namespace %s: apiGroups [""] resources ["configmaps"] verbs [%s]`, e.ns, strings.Join(quoted, ", "))
+	logged := " level=WARN msg=" + strconv.Quote(rule) + " "
 	// The container starts; the log must name the rule within 5 s of that.
 	var pod corev1.Pod
 	var started time.Time
@@ -677,7 +973,7 @@ func TestControllerPreflight(t *testing.T) {
 	var line string
 	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		for _, l := range strings.Split(e.logs(ctx, pod.Name), "\n") {
-			if strings.Contains(l, "watch") && strings.Contains(l, "configmaps") && strings.Contains(l, e.ns) {
+			if strings.Contains(l, logged) && strings.Contains(l, " missing=1 ") {
 				line = l
 				return true, nil
 			}
@@ -686,12 +982,30 @@ func TestControllerPreflight(t *testing.T) {
 	})
 	seen := time.Now()
 	if err != nil {
-		t.Fatalf("no log line names the missing rule (watch configmaps in %s) within 30 s:\n%s", e.ns, e.logs(ctx, pod.Name))
+		t.Fatalf("no log line names the missing rule within 30 s; want a line with%s... missing=1, log:\n%s", logged, e.logs(ctx, pod.Name))
 	}
-	// The log line's own time, if it has one, is more exact than our poll.
-	t.Logf("missing rule named %.1f s after the container started (poll: at most): %s", seen.Sub(started).Seconds(), line)
+	// The container's start time has whole seconds; the line's own time is
+	// exact.
+	named := "?"
+	if at, ok := logTime(line); ok {
+		named = fmt.Sprintf("%.1f", at.Sub(started).Seconds())
+	}
+	t.Logf("missing rule named %.1f s after the container started (poll: at most; by the line's time %s s): %s", seen.Sub(started).Seconds(), named, line)
 	if seen.Sub(started) > 5*time.Second+time.Second { // + the poll and log fetch
 		t.Errorf("the missing rule was named %.1f s after start, want within 5 s", seen.Sub(started).Seconds())
+	}
+	// Not Ready, as the replica itself says: /readyz answers 503 with the
+	// rule (the pod's Ready condition alone would be false before the
+	// kubelet's first probe too).
+	var code int
+	var body string
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 5*time.Second, true, func(ctx context.Context) (bool, error) {
+		code, body = e.probe(ctx, pod.Name, "/readyz")
+		return code == 503 && body == "not ready: "+rule, nil
+	})
+	t.Logf("/readyz of %s while the rule is missing: %d %s", pod.Name, code, body)
+	if err != nil {
+		t.Errorf("/readyz of %s answers %d %q, want 503 %q", pod.Name, code, body, "not ready: "+rule)
 	}
 	if p, err := client.CoreV1().Pods(e.ns).Get(ctx, pod.Name, metav1.GetOptions{}); err != nil || podReady(p) {
 		t.Errorf("pod %s is Ready without watch on configmaps (err %v)", pod.Name, err)
