@@ -89,6 +89,29 @@
 // work. Handlers added to an informer directly are client-go's: a panic in
 // them ends the process.
 //
+// # Reconcile loop
+//
+// Manager.Loop makes a reconcile loop over an informer: a Reconciler
+// func(ctx, Request) (Result, error) is called for each object added,
+// changed or deleted (tombstones included), for each object the cache
+// holds when a term begins, for the owner of each object of an Owns
+// informer that changes, again with backoff after an error (capped by
+// MaxBackoff) and after Result.RequeueAfter. The loop adds its handlers for
+// each leadership term and removes them after; Workers sets how many
+// objects are reconciled at once; a panic in the Reconciler is recovered,
+// counted and retried like an error. When the term ends no reconcile
+// starts, and the running ones keep their context for WorkBudget. Pass
+// loop.Work to Run, or Loops(a, b) for several. See ExampleManager_Loop for
+// a whole controller and its run on a fake clientset (NewForClientset).
+//
+// # Where things are
+//
+// election.go: the election round and its gate, the one place that decides
+// whether this replica may work (the invariant). work.go: the work's
+// contract (budget, panics, AddEventHandler). loop.go: the reconcile loop.
+// informers.go: informers and their sync. preflight.go: the RBAC preflight.
+// run.go: Run and the probes. manager.go: New and the options.
+//
 // Logs go to a log/slog logger (WithLogger). client-go's own logs go through
 // klog; a program routes them to the same logger with klog.SetSlogLogger.
 //

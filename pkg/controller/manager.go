@@ -61,6 +61,7 @@ type options struct {
 	transform         cache.TransformFunc
 	logger            *slog.Logger
 	permissions       []authorizationv1.ResourceAttributes
+	accessCheck       AccessCheck
 }
 
 // WithIdentity sets the Lease holder's name instead of Identity's.
@@ -186,6 +187,30 @@ func New(c *incluster.Client, leaseName string, opts ...Option) (*Manager, error
 	return newManager(cs, c.Namespace(), can, leaseName, opts...)
 }
 
+// NewForClientset builds a Manager on cs, for a Lease named leaseName in
+// namespace: a program that makes its own clientset, or a unit test with
+// client-go's fake clientset (k8s.io/client-go/kubernetes/fake), which
+// needs WithAccessCheck(AllowAll) and WithProbeAddress("0") too. The RBAC
+// preflight asks cs SelfSubjectAccessReviews. It sends no request.
+func NewForClientset(cs kubernetes.Interface, namespace, leaseName string, opts ...Option) (*Manager, error) {
+	can := func(ctx context.Context, a authorizationv1.ResourceAttributes) (incluster.Decision, error) {
+		return canClusterWide(ctx, cs, a)
+	}
+	return newManager(cs, namespace, can, leaseName, opts...)
+}
+
+// AccessCheck answers whether this program may do what a is about, for the
+// RBAC preflight (WithAccessCheck).
+type AccessCheck func(ctx context.Context, a authorizationv1.ResourceAttributes) (allowed bool, err error)
+
+// AllowAll is an AccessCheck that allows everything: for unit tests.
+func AllowAll(context.Context, authorizationv1.ResourceAttributes) (bool, error) { return true, nil }
+
+// WithAccessCheck makes the RBAC preflight ask check instead of the API
+// server (SelfSubjectAccessReviews). A fake clientset allows nothing: give
+// AllowAll in unit tests.
+func WithAccessCheck(check AccessCheck) Option { return func(o *options) { o.accessCheck = check } }
+
 func newManager(cs kubernetes.Interface, namespace string, can accessFunc, leaseName string, opts ...Option) (*Manager, error) {
 	o := options{
 		leaseDuration:     DefaultLeaseDuration,
@@ -211,6 +236,12 @@ func newManager(cs kubernetes.Interface, namespace string, can accessFunc, lease
 	}
 	if o.logger == nil {
 		o.logger = slog.Default()
+	}
+	if check := o.accessCheck; check != nil {
+		can = func(ctx context.Context, a authorizationv1.ResourceAttributes) (incluster.Decision, error) {
+			allowed, err := check(ctx, a)
+			return incluster.Decision{Allowed: allowed}, err
+		}
 	}
 	m := &Manager{
 		cs: cs, namespace: namespace, leaseName: leaseName, identity: o.identity, can: can, o: o,

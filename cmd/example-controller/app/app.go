@@ -137,13 +137,12 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Error("no informer", "err", err)
 		return ExitFailed
 	}
-	h := &hasher{
-		cs: m.Clientset(), informer: configMaps.Informer(), lister: corelisters.NewConfigMapLister(configMaps.Informer().GetIndexer()),
-		handle: m.AddEventHandler, budget: m.WorkBudget(), identity: m.Identity(), workers: opts.workers, log: log,
-	}
+	h := &hasher{cs: m.Clientset(), lister: corelisters.NewConfigMapLister(configMaps.Informer().GetIndexer()),
+		identity: m.Identity(), log: log}
+	loop := m.Loop("configmap-hash", configMaps.Informer(), h.Reconcile, controller.Workers(opts.workers))
 	klog.SetSlogLogger(log) // client-go's own logs (election, informers) in the same stream
 
-	err = m.Run(ctx, h.Work)
+	err = m.Run(ctx, loop.Work)
 	var opErr *net.OpError
 	switch {
 	case err == nil:

@@ -12,7 +12,6 @@ import (
 	"hash"
 	"log/slog"
 	"slices"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -22,8 +21,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/util/workqueue"
 
+	"github.com/incluster/incluster/pkg/controller"
 	"github.com/incluster/incluster/pkg/incluster"
 )
 
@@ -38,7 +37,8 @@ const (
 // FieldManager names the controller in the ConfigMaps' managedFields.
 const FieldManager = "incluster-example-controller"
 
-// writeTimeout bounds one write while the work runs.
+// writeTimeout bounds one write; the loop's context also ends it
+// WorkBudget after the term ended.
 const writeTimeout = 10 * time.Second
 
 // ConfigHash returns the hex SHA-256 (64 characters) of cm's data and
@@ -74,78 +74,21 @@ func writeSection[V any](h hash.Hash, m map[string]V, bytes func(V) []byte) {
 	}
 }
 
-// hasher is the work: a workqueue of ConfigMap keys fed by the informer,
-// and workers that write the annotations.
+// hasher writes the hash annotations; Reconcile is its reconcile loop's
+// function (controller.Manager.Loop owns the queue, the event handlers of
+// each term, the workers, retries and the work's time budget).
 type hasher struct {
 	cs       kubernetes.Interface
-	informer cache.SharedIndexInformer
 	lister   corelisters.ConfigMapLister
-	// handle adds an event handler for the work's term (the Manager's
-	// AddEventHandler: removed when the term ends, panics recovered).
-	handle   func(context.Context, cache.SharedInformer, cache.ResourceEventHandler) error
-	budget   time.Duration // the Manager's WorkBudget
 	identity string
-	workers  int
 	log      *slog.Logger
 }
 
-// Work runs while this replica leads, until ctx is cancelled: it registers
-// an event handler on the informer (which replays the cache as adds) and
-// works the queue. Once ctx is cancelled it starts no write, and returns
-// when the writes in flight have their answer, or are cut off at the work's
-// time budget: a leader that lost its lease has that long before a
-// successor may write (controller.Manager.WorkBudget).
-func (h *hasher) Work(ctx context.Context) error {
-	q := workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](),
-		workqueue.TypedRateLimitingQueueConfig[string]{Name: "configmap-hash"})
-	enqueue := func(obj any) {
-		if key, err := cache.MetaNamespaceKeyFunc(obj); err == nil {
-			q.Add(key)
-		}
-	}
-	if err := h.handle(ctx, h.informer, cache.ResourceEventHandlerFuncs{
-		AddFunc:    enqueue,
-		UpdateFunc: func(_, obj any) { enqueue(obj) },
-	}); err != nil {
-		return err
-	}
-	// Writes outlive the work's cancellation by at most the budget: cut
-	// at once, a write may still land unseen; left unbounded, it may land
-	// after a successor's.
-	writes, cutWrites := context.WithCancel(context.WithoutCancel(ctx))
-	defer cutWrites()
-	context.AfterFunc(ctx, func() { time.AfterFunc(h.budget, cutWrites) })
-	var wg sync.WaitGroup
-	for range h.workers {
-		wg.Go(func() {
-			for h.next(ctx, writes, q) {
-			}
-		})
-	}
-	<-ctx.Done()
-	q.ShutDown()
-	wg.Wait()
-	return nil
-}
-
-// next takes one key and syncs it, its write under writes; false once the
-// queue is shut down or ctx is cancelled.
-func (h *hasher) next(ctx, writes context.Context, q workqueue.TypedRateLimitingInterface[string]) bool {
-	key, shutdown := q.Get()
-	if shutdown {
-		return false
-	}
-	defer q.Done(key)
-	if ctx.Err() != nil {
-		return false // no write starts once the work is cancelled
-	}
-	if err := h.sync(writes, key); err != nil {
-		h.log.Warn("sync failed; retrying with backoff", "configmap", key, "err", err)
-		q.AddRateLimited(key)
-		return true
-	}
-	q.Forget(key)
-	return true
+// Reconcile hashes the ConfigMap req names, if it is still labelled. A
+// 409 Conflict (changed since read) is an error: the loop retries, and the
+// change's own event queues it too.
+func (h *hasher) Reconcile(ctx context.Context, req controller.Request) (controller.Result, error) {
+	return controller.Result{}, h.sync(ctx, req.String())
 }
 
 // sync writes the annotations on the ConfigMap of key if its hash

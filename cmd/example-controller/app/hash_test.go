@@ -22,13 +22,14 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/rest"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/incluster/incluster/pkg/controller"
 )
 
 func TestConfigHash(t *testing.T) {
@@ -73,19 +74,8 @@ func newTestHasher(cs *fake.Clientset, objs ...*corev1.ConfigMap) *hasher {
 	for _, o := range objs {
 		_ = idx.Add(o)
 	}
-	return &hasher{cs: cs, lister: corelisters.NewConfigMapLister(idx), identity: "pod-a_x2k4q", workers: 1,
-		handle: plainHandle, budget: 4 * time.Second, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-}
-
-// plainHandle adds h to informer until ctx ends, as the Manager's
-// AddEventHandler does (without its panic recovery).
-func plainHandle(ctx context.Context, informer cache.SharedInformer, h cache.ResourceEventHandler) error {
-	reg, err := informer.AddEventHandler(h)
-	if err != nil {
-		return err
-	}
-	context.AfterFunc(ctx, func() { _ = informer.RemoveEventHandler(reg) })
-	return nil
+	return &hasher{cs: cs, lister: corelisters.NewConfigMapLister(idx), identity: "pod-a_x2k4q",
+		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 }
 
 func labelled(name, rv string, data map[string]string, annotations map[string]string) *corev1.ConfigMap {
@@ -159,49 +149,62 @@ func TestSync(t *testing.T) {
 	})
 }
 
-// The work writes the hash of a labelled ConfigMap found in the informer's
-// cache, and returns once its context is cancelled.
-func TestWork(t *testing.T) {
-	cm := labelled("c", "", map[string]string{"k": "v"}, nil)
-	cs := fake.NewClientset(cm)
-	patched := make(chan struct{}, 10)
-	cs.PrependReactor("patch", "configmaps", func(k8stesting.Action) (bool, runtime.Object, error) {
-		patched <- struct{}{}
-		return false, nil, nil
-	})
-	f := informers.NewSharedInformerFactory(cs, 0)
-	inf := f.Core().V1().ConfigMaps()
-	h := newTestHasher(cs)
-	h.informer, h.lister = inf.Informer(), inf.Lister()
-	ctx, cancel := context.WithCancel(t.Context())
-	defer f.Shutdown()
-	f.Start(ctx.Done())
-	f.WaitForCacheSync(ctx.Done())
-
-	workCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- h.Work(workCtx) }()
-	select {
-	case <-patched:
-	case <-time.After(20 * time.Second):
-		t.Fatal("no patch")
+// runController runs the example controller as Run wires it (a Manager, the
+// labelled ConfigMaps' informer, the hash loop), without a cluster: the
+// Manager on a fake clientset holding objs, its writes to writes. Short
+// election timings: WorkBudget is 675 ms. cancel shuts it down.
+func runController(t *testing.T, writes kubernetes.Interface, objs ...runtime.Object) (m *controller.Manager, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
+	cs := fake.NewClientset(objs...)
+	if writes == nil {
+		writes = cs
 	}
-	stop()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Work = %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("Work did not return")
-	}
-	cancel()
-	got, err := cs.CoreV1().ConfigMaps("app").Get(t.Context(), "c", metav1.GetOptions{})
+	m, err := controller.NewForClientset(cs, "app", DefaultLease,
+		controller.WithAccessCheck(controller.AllowAll), controller.WithProbeAddress("0"), controller.WithIdentity("pod-a_x2k4q"),
+		controller.WithLeaseDuration(time.Second), controller.WithRenewDeadline(300*time.Millisecond), controller.WithRetryPeriod(50*time.Millisecond),
+		controller.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	if err != nil {
 		t.Fatal(err)
 	}
+	cms, err := m.Informer(corev1.SchemeGroupVersion.WithResource("configmaps"), controller.WithLabelSelector(Selector))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &hasher{cs: writes, lister: corelisters.NewConfigMapLister(cms.Informer().GetIndexer()), identity: m.Identity(),
+		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	ctx, cancel := context.WithCancel(t.Context())
+	out, finished := make(chan error, 1), make(chan struct{})
+	go func() {
+		defer close(finished)
+		out <- m.Run(ctx, m.Loop("configmap-hash", cms.Informer(), h.Reconcile).Work)
+	}()
+	t.Cleanup(func() { cancel(); <-finished })
+	return m, cancel, out
+}
+
+// The controller writes the hash of a labelled ConfigMap, and stops
+// cleanly (Run returns nil).
+func TestController(t *testing.T) {
+	cm := labelled("c", "", map[string]string{"k": "v"}, nil)
+	m, cancel, done := runController(t, nil, cm)
+	var got *corev1.ConfigMap
+	for range 2000 {
+		var err error
+		got, err = m.Clientset().CoreV1().ConfigMaps("app").Get(t.Context(), "c", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Annotations[HashAnnotation] != "" {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if got.Annotations[HashAnnotation] != ConfigHash(cm) || got.Annotations[WriterAnnotation] != "pod-a_x2k4q" {
 		t.Errorf("annotations = %v", got.Annotations)
+	}
+	cancel()
+	if err := wait(t, done, "Run to return"); err != nil {
+		t.Fatalf("Run = %v", err)
 	}
 }
 
@@ -247,23 +250,6 @@ func newPatchServer(t *testing.T) (*patchServer, kubernetes.Interface) {
 	return ps, cs
 }
 
-// runWork runs h.Work over an informer on a fake clientset holding objs,
-// and returns the work's cancel and the channel of its result.
-func runWork(t *testing.T, h *hasher, objs ...runtime.Object) (cancel context.CancelFunc, done <-chan error) {
-	t.Helper()
-	f := informers.NewSharedInformerFactory(fake.NewClientset(objs...), 0)
-	inf := f.Core().V1().ConfigMaps()
-	h.informer, h.lister = inf.Informer(), inf.Lister()
-	ctx, stop := context.WithCancel(t.Context())
-	t.Cleanup(func() { stop(); f.Shutdown() })
-	f.Start(ctx.Done())
-	f.WaitForCacheSync(ctx.Done())
-	workCtx, cancel := context.WithCancel(ctx)
-	out := make(chan error, 1)
-	go func() { out <- h.Work(workCtx) }()
-	return cancel, out
-}
-
 func wait[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
 	select {
@@ -275,28 +261,26 @@ func wait[T any](t *testing.T, ch <-chan T, what string) T {
 	}
 }
 
-// Once cancelled, the work starts no write, and returns only after its
-// write in flight has its answer: the write is not cut off with the work
-// (it could still land, unseen), and the key queued behind it is not
-// written.
-func TestWorkStopsWriting(t *testing.T) {
+// On shutdown the controller starts no write, and Run returns only after
+// the write in flight has its answer: the write is not cut off with the
+// work (it could still land, unseen), and the ConfigMap queued behind it
+// (one worker) is not written.
+func TestShutdownStopsWriting(t *testing.T) {
 	ps, cs := newPatchServer(t)
-	h := newTestHasher(nil)
-	h.cs = cs
-	cancel, done := runWork(t, h,
+	_, cancel, done := runController(t, cs,
 		labelled("a", "1", map[string]string{"k": "a"}, nil), labelled("b", "1", map[string]string{"k": "b"}, nil))
 	first := wait(t, ps.started, "the first write")
 	cancel()
 	select {
 	case err := <-done:
-		t.Fatalf("Work returned (%v) while its write to %s had no answer", err, first)
+		t.Fatalf("Run returned (%v) while the write to %s had no answer", err, first)
 	case at := <-ps.cut:
 		t.Fatalf("the write in flight was cut off at %s, when the work was cancelled", at.Format(time.StampMilli))
 	case <-time.After(300 * time.Millisecond):
 	}
 	close(ps.release)
-	if err := wait(t, done, "Work to return"); err != nil {
-		t.Fatalf("Work = %v", err)
+	if err := wait(t, done, "Run to return"); err != nil {
+		t.Fatalf("Run = %v", err)
 	}
 	select {
 	case name := <-ps.started:
@@ -306,24 +290,23 @@ func TestWorkStopsWriting(t *testing.T) {
 }
 
 // No write is in flight once the work's time budget after its
-// cancellation is spent: a write still unanswered is cut off then, and the
-// work returns.
-func TestWorkBudget(t *testing.T) {
+// cancellation is spent: a write still unanswered is cut off then, and Run
+// returns.
+func TestWriteBudget(t *testing.T) {
 	ps, cs := newPatchServer(t)
-	h := newTestHasher(nil)
-	h.cs, h.budget = cs, 500*time.Millisecond
-	cancel, done := runWork(t, h, labelled("a", "1", map[string]string{"k": "a"}, nil))
+	m, cancel, done := runController(t, cs, labelled("a", "1", map[string]string{"k": "a"}, nil))
+	budget := m.WorkBudget()
 	wait(t, ps.started, "the write")
 	cancel()
 	cancelled := time.Now()
 	cutAt := wait(t, ps.cut, "the write to be cut off")
-	if err := wait(t, done, "Work to return"); err != nil {
-		t.Fatalf("Work = %v", err)
+	if err := wait(t, done, "Run to return"); err != nil {
+		t.Fatalf("Run = %v", err)
 	}
 	returned := time.Since(cancelled)
 	after := cutAt.Sub(cancelled)
-	t.Logf("write cut off %s after the cancellation, Work returned after %s (budget %s)", after.Round(time.Millisecond), returned.Round(time.Millisecond), h.budget)
-	if after < h.budget-50*time.Millisecond || returned > h.budget+time.Second {
-		t.Errorf("write cut off %s and Work returned %s after the cancellation; want both at the budget (%s)", after, returned, h.budget)
+	t.Logf("write cut off %s after the cancellation, Run returned after %s (budget %s)", after.Round(time.Millisecond), returned.Round(time.Millisecond), budget)
+	if after < budget-50*time.Millisecond || returned > budget+time.Second {
+		t.Errorf("write cut off %s and Run returned %s after the cancellation; want both at the budget (%s)", after, returned, budget)
 	}
 }

@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/workqueue"
+)
+
+// This file owns the reconcile loop: the queue of object names, the event
+// handlers that feed it for each leadership term, the workers, retries and
+// the work's time budget. It is client-go's workqueue and informers, wired
+// the way every controller wires them.
+
+// Request names the primary object a reconcile is for.
+type Request = cache.ObjectName
+
+// Result says when to reconcile the same object again although nothing
+// changed: RequeueAfter > 0 queues it again after that long.
+type Result struct {
+	RequeueAfter time.Duration
+}
+
+// Reconciler makes the world match the primary object req names, as it is
+// in the informer's cache now (it may be gone: then clean up, or do
+// nothing). It is called again for the same object after an error (with
+// backoff), after RequeueAfter, and whenever the object, or an object it
+// owns (Owns), changes; never for the same object twice at once. Its ctx is
+// cancelled when the term ends (see Work): start no write after that.
+type Reconciler func(ctx context.Context, req Request) (Result, error)
+
+// Default loop settings: one worker, as controller-runtime's
+// MaxConcurrentReconciles; client-go's controller rate limiter (per object
+// 5 ms doubling up to the cap, overall 10 per second with bursts of 100).
+const (
+	DefaultWorkers    = 1
+	DefaultMaxBackoff = 1000 * time.Second
+)
+
+// Loop is a reconcile loop: Manager.Loop makes one, Run runs its Work on
+// the leader (Loops runs several).
+type Loop struct {
+	m          *Manager
+	name       string
+	primary    cache.SharedInformer
+	reconcile  Reconciler
+	owned      []owned
+	workers    int
+	maxBackoff time.Duration
+}
+
+type owned struct {
+	informer cache.SharedInformer
+	owner    schema.GroupKind
+}
+
+// LoopOption changes a Loop.
+type LoopOption func(*Loop)
+
+// Owns also reconciles the owner of each object of informer that changes:
+// the object's controller ownerReference of group and kind owner (e.g.
+// schema.GroupKind{Kind: "Secret"}), in the object's namespace. So a
+// dependent object deleted or edited by hand is put right, as
+// controller-runtime's Owns does.
+func Owns(informer cache.SharedInformer, owner schema.GroupKind) LoopOption {
+	return func(l *Loop) { l.owned = append(l.owned, owned{informer, owner}) }
+}
+
+// Workers sets how many objects are reconciled at once (default 1).
+func Workers(n int) LoopOption { return func(l *Loop) { l.workers = max(n, 1) } }
+
+// MaxBackoff caps the wait before an object that failed is tried again
+// (default 1000 s, client-go's).
+func MaxBackoff(d time.Duration) LoopOption { return func(l *Loop) { l.maxBackoff = d } }
+
+// Loop makes a reconcile loop named name (in logs) that calls reconcile for
+// each object of primary (an informer of this Manager) when it is added,
+// changed or deleted, and for each object the informer holds when a term
+// begins.
+func (m *Manager) Loop(name string, primary cache.SharedInformer, reconcile Reconciler, opts ...LoopOption) *Loop {
+	l := &Loop{m: m, name: name, primary: primary, reconcile: reconcile, workers: DefaultWorkers, maxBackoff: DefaultMaxBackoff}
+	for _, opt := range opts {
+		opt(l)
+	}
+	return l
+}
+
+// Loops runs the loops' works side by side, as one Work: it returns once
+// every one has returned, with the first error.
+func Loops(loops ...*Loop) Work {
+	return func(ctx context.Context) error {
+		ctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		errs := make([]error, len(loops))
+		var wg sync.WaitGroup
+		for i, l := range loops {
+			wg.Go(func() {
+				if errs[i] = l.Work(ctx); errs[i] != nil {
+					cancel(errs[i]) // one failed: the term ends for all
+				}
+			})
+		}
+		wg.Wait()
+		return errors.Join(errs...)
+	}
+}
+
+// Work is the loop as a Work for Manager.Run: for the term of ctx it adds
+// its event handlers (removed when the term ends), and runs the workers.
+// Once ctx is cancelled no reconcile starts; the running ones keep a
+// context that lives WorkBudget longer, then is cancelled, and Work returns
+// when they have.
+func (l *Loop) Work(ctx context.Context) error {
+	q := workqueue.NewTypedRateLimitingQueueWithConfig(
+		workqueue.NewTypedWithMaxWaitRateLimiter(workqueue.DefaultTypedControllerRateLimiter[Request](), l.maxBackoff),
+		workqueue.TypedRateLimitingQueueConfig[Request]{Name: l.name})
+	defer q.ShutDown()
+	enqueue := func(obj any) {
+		if name, err := cache.DeletionHandlingObjectToName(obj); err == nil {
+			q.Add(name)
+		}
+	}
+	if err := l.m.AddEventHandler(ctx, l.primary, cache.ResourceEventHandlerFuncs{
+		AddFunc:    enqueue,
+		UpdateFunc: func(_, obj any) { enqueue(obj) },
+		DeleteFunc: enqueue,
+	}); err != nil {
+		return fmt.Errorf("loop %s: %w", l.name, err)
+	}
+	for _, o := range l.owned {
+		enqueueOwner := func(obj any) {
+			if name, ok := ownerOf(obj, o.owner); ok {
+				q.Add(name)
+			}
+		}
+		if err := l.m.AddEventHandler(ctx, o.informer, cache.ResourceEventHandlerFuncs{
+			AddFunc: enqueueOwner,
+			UpdateFunc: func(old, obj any) {
+				enqueueOwner(old) // the owner may have changed
+				enqueueOwner(obj)
+			},
+			DeleteFunc: enqueueOwner,
+		}); err != nil {
+			return fmt.Errorf("loop %s: %w", l.name, err)
+		}
+	}
+
+	// Reconciles outlive the term by at most the budget: cut at once, a
+	// write may still land unseen; left unbounded, after a successor's.
+	writes, cut := context.WithCancel(context.WithoutCancel(ctx))
+	defer cut()
+	context.AfterFunc(ctx, func() { time.AfterFunc(l.m.WorkBudget(), cut) })
+	var wg sync.WaitGroup
+	for range l.workers {
+		wg.Go(func() {
+			for l.next(ctx, writes, q) {
+			}
+		})
+	}
+	<-ctx.Done()
+	q.ShutDown()
+	wg.Wait()
+	return nil
+}
+
+// next reconciles one object; false once the queue is shut down or the
+// term is over.
+func (l *Loop) next(ctx, writes context.Context, q workqueue.TypedRateLimitingInterface[Request]) bool {
+	req, shutdown := q.Get()
+	if shutdown {
+		return false
+	}
+	defer q.Done(req)
+	if ctx.Err() != nil {
+		return false // no reconcile starts once the term is over
+	}
+	res, err := l.call(writes, req)
+	switch {
+	case err != nil:
+		l.m.log.Warn("reconcile failed; retrying with backoff", "loop", l.name, "object", req.String(),
+			"err", err, "retries", q.NumRequeues(req))
+		q.AddRateLimited(req)
+	case res.RequeueAfter > 0:
+		q.Forget(req)
+		q.AddAfter(req, res.RequeueAfter)
+	default:
+		q.Forget(req)
+	}
+	return true
+}
+
+// call runs the reconciler and turns a panic into an error: the object is
+// retried with backoff, as controller-runtime does.
+func (l *Loop) call(ctx context.Context, req Request) (res Result, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = l.m.recovered("reconcile "+l.name+" "+req.String(), r)
+		}
+	}()
+	return l.reconcile(ctx, req)
+}
+
+// ownerOf returns the name of obj's controller owner of kind gk, in obj's
+// namespace.
+func ownerOf(obj any, gk schema.GroupKind) (Request, bool) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	o, err := meta.Accessor(obj)
+	if err != nil {
+		return Request{}, false
+	}
+	ref := metav1.GetControllerOfNoCopy(o)
+	if ref == nil {
+		return Request{}, false
+	}
+	gv, err := schema.ParseGroupVersion(ref.APIVersion)
+	if err != nil || gv.Group != gk.Group || ref.Kind != gk.Kind {
+		return Request{}, false
+	}
+	return Request{Namespace: o.GetNamespace(), Name: ref.Name}, true
+}

@@ -1,0 +1,204 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
+)
+
+// loopEnv is a Manager on a fake clientset with a ConfigMap informer and
+// a Secret informer, and a loop over the Secrets that reports each
+// reconcile on calls.
+type loopEnv struct {
+	cs    *fake.Clientset
+	m     *Manager
+	calls chan Request
+	logs  *logBuffer
+}
+
+func newLoopEnv(t *testing.T, reconcile func(context.Context, Request) (Result, error), opts ...LoopOption) (*loopEnv, *Loop) {
+	t.Helper()
+	e := &loopEnv{cs: fake.NewClientset(), calls: make(chan Request, 100)}
+	e.m, e.logs = newTestManager(t, e.cs, "a")
+	secrets, err := e.m.Informer(corev1.SchemeGroupVersion.WithResource("secrets"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cms, err := e.m.Informer(corev1.SchemeGroupVersion.WithResource("configmaps"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts = append([]LoopOption{Owns(cms.Informer(), schema.GroupKind{Kind: "Secret"})}, opts...)
+	l := e.m.Loop("test", secrets.Informer(), func(ctx context.Context, req Request) (Result, error) {
+		e.calls <- req
+		return reconcile(ctx, req)
+	}, opts...)
+	return e, l
+}
+
+func (e *loopEnv) run(t *testing.T, work Work) (cancel func()) {
+	ctx, stop := context.WithCancel(context.Background())
+	done := runAsync(ctx, e.m, work)
+	return func() {
+		stop()
+		if err := within(t, done, "Run to return"); err != nil {
+			t.Errorf("Run = %v", err)
+		}
+	}
+}
+
+func (e *loopEnv) create(t *testing.T, obj interface{ GetName() string }) {
+	t.Helper()
+	var err error
+	switch o := obj.(type) {
+	case *corev1.Secret:
+		_, err = e.cs.CoreV1().Secrets(testNS).Create(context.Background(), o, metav1.CreateOptions{})
+	case *corev1.ConfigMap:
+		_, err = e.cs.CoreV1().ConfigMaps(testNS).Create(context.Background(), o, metav1.CreateOptions{})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func secret(name string) *corev1.Secret {
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: name, UID: "uid-" + types.UID(name)}}
+}
+
+func ownedConfigMap(name, owner string) *corev1.ConfigMap {
+	yes := true
+	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: name,
+		OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Secret", Name: owner, UID: "uid", Controller: &yes}}}}
+}
+
+// Every event of the primary informer, and of an owned object, reconciles
+// the primary object; a deletion too.
+func TestLoopEvents(t *testing.T) {
+	e, l := newLoopEnv(t, func(context.Context, Request) (Result, error) { return Result{}, nil })
+	e.create(t, secret("s1")) // in the cache when the term begins: replayed
+	stop := e.run(t, l.Work)
+	defer stop()
+	want := func(what string, name string) {
+		t.Helper()
+		if got := within(t, e.calls, what); got != (Request{Namespace: testNS, Name: name}) {
+			t.Fatalf("%s: reconciled %v, want %s/%s", what, got, testNS, name)
+		}
+	}
+	want("the cache's Secret at the start of the term", "s1")
+	e.create(t, secret("s2"))
+	want("a new Secret", "s2")
+	e.create(t, ownedConfigMap("c", "s1"))
+	want("a new ConfigMap owned by s1", "s1")
+	notOwned := ownedConfigMap("d", "s1")
+	notOwned.OwnerReferences[0].Kind = "Deployment"
+	e.create(t, notOwned)
+	select {
+	case r := <-e.calls:
+		t.Fatalf("a ConfigMap owned by a Deployment reconciled %v", r)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := e.cs.CoreV1().ConfigMaps(testNS).Delete(context.Background(), "c", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	want("the owned ConfigMap deleted", "s1")
+	if err := e.cs.CoreV1().Secrets(testNS).Delete(context.Background(), "s2", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	want("the Secret deleted", "s2")
+}
+
+// An error retries the object with backoff; RequeueAfter reconciles it
+// again after that long; a panic is recovered, counted and retried, and the
+// work goes on.
+func TestLoopRetries(t *testing.T) {
+	var n atomic.Int32
+	e, l := newLoopEnv(t, func(_ context.Context, req Request) (Result, error) {
+		switch n.Add(1) {
+		case 1:
+			return Result{}, errors.New("boom")
+		case 2:
+			panic("kaboom")
+		case 3:
+			return Result{RequeueAfter: 50 * time.Millisecond}, nil
+		}
+		return Result{}, nil
+	})
+	e.create(t, secret("s1"))
+	stop := e.run(t, l.Work)
+	for i := range 4 {
+		within(t, e.calls, fmt.Sprintf("reconcile #%d", i+1))
+	}
+	if got := e.m.Panics(); got != 1 {
+		t.Errorf("Panics() = %d, want 1", got)
+	}
+	stop()
+	for _, want := range []string{`msg="reconcile failed; retrying with backoff"`, "err=boom", "panic in reconcile test app/s1: kaboom"} {
+		if !strings.Contains(e.logs.String(), want) {
+			t.Errorf("logs lack %q:\n%s", want, e.logs)
+		}
+	}
+	select {
+	case r := <-e.calls:
+		t.Errorf("a 5th reconcile of %v, want none after success", r)
+	default:
+	}
+}
+
+// When the term ends, no reconcile starts, and the one running keeps its
+// context for WorkBudget, then is cut off; the work returns once it has.
+func TestLoopTermEnds(t *testing.T) {
+	var mu sync.Mutex
+	var cutAfter time.Duration
+	ended := make(chan time.Time, 1)
+	release := make(chan struct{})
+	e, l := newLoopEnv(t, func(ctx context.Context, req Request) (Result, error) {
+		if req.Name == "s1" {
+			at := <-ended
+			<-ctx.Done()
+			mu.Lock()
+			cutAfter = time.Since(at)
+			mu.Unlock()
+			close(release)
+		}
+		return Result{}, nil
+	})
+	e.create(t, secret("s1"))
+	ctx, end := context.WithCancel(context.Background())
+	defer end()
+	stop := e.run(t, func(workCtx context.Context) error {
+		termCtx, endTerm := context.WithCancel(workCtx) // ends with the test's end() too
+		defer context.AfterFunc(ctx, endTerm)()
+		return l.Work(termCtx)
+	})
+	defer stop()
+	within(t, e.calls, "the first reconcile")
+	e.create(t, secret("s2")) // queued behind s1 (one worker)
+	time.Sleep(50 * time.Millisecond)
+	end()
+	ended <- time.Now()
+	within(t, release, "the running reconcile to be cut off")
+	mu.Lock()
+	defer mu.Unlock()
+	if b := e.m.WorkBudget(); cutAfter < b-20*time.Millisecond {
+		t.Errorf("the running reconcile was cut %s after the term ended, want the budget %s", cutAfter, b)
+	}
+	time.Sleep(100 * time.Millisecond)
+	select {
+	case r := <-e.calls:
+		t.Errorf("reconcile of %v started after the term ended", r)
+	default:
+	}
+}
