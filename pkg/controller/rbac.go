@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package controller
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// This file owns the RBAC a Manager needs, written once: the preflight
+// checks it (preflight.go) and Role renders it for the manifests.
+
+// Role renders, as YAML, the RBAC rules this Manager needs: everything the
+// preflight checks (the informers' list and watch, the Lease's verbs with
+// its name, WithPermissions'). The rules for the pod's namespace make a
+// Role named name without a namespace (the manifests' kustomization or
+// kubectl -n sets it); those for another namespace a Role there; cluster-
+// scope ones (WithAllNamespaces) a ClusterRole named name; documents apart
+// by "---". header, if not empty, comes first as comment lines. Call it
+// after the informers are made; a program prints it (example-controller
+// --print-role) and its manifests keep the output, checked by a test.
+func (m *Manager) Role(name, header string) string {
+	type key struct{ namespace, group, resource, name string }
+	var keys []key
+	verbs := map[key][]string{}
+	for _, a := range m.accessNeeded() {
+		res := a.Resource
+		if a.Subresource != "" {
+			res += "/" + a.Subresource
+		}
+		k := key{a.Namespace, a.Group, res, a.Name}
+		if _, ok := verbs[k]; !ok {
+			keys = append(keys, k)
+		}
+		if !slices.Contains(verbs[k], a.Verb) {
+			verbs[k] = append(verbs[k], a.Verb)
+		}
+	}
+	var namespaces []string // the pod's first, then others, then cluster scope ("")
+	for _, k := range keys {
+		if !slices.Contains(namespaces, k.namespace) {
+			namespaces = append(namespaces, k.namespace)
+		}
+	}
+	slices.SortStableFunc(namespaces, func(a, b string) int {
+		rank := func(ns string) int {
+			switch ns {
+			case m.namespace:
+				return 0
+			case "":
+				return 2
+			}
+			return 1
+		}
+		return rank(a) - rank(b)
+	})
+	var b strings.Builder
+	if header != "" {
+		for _, line := range strings.Split(strings.TrimSpace(header), "\n") {
+			fmt.Fprintln(&b, strings.TrimRight("# "+line, " "))
+		}
+	}
+	for i, ns := range namespaces {
+		if i > 0 {
+			fmt.Fprintln(&b, "---")
+		}
+		kind := "Role"
+		if ns == "" {
+			kind = "ClusterRole"
+		}
+		fmt.Fprintf(&b, "apiVersion: rbac.authorization.k8s.io/v1\nkind: %s\nmetadata:\n  name: %s\n", kind, name)
+		if ns != "" && ns != m.namespace {
+			fmt.Fprintf(&b, "  namespace: %s\n", ns)
+		}
+		fmt.Fprintln(&b, "rules:")
+		for _, k := range keys {
+			if k.namespace != ns {
+				continue
+			}
+			fmt.Fprintf(&b, "  - apiGroups: %s\n    resources: %s\n", list(k.group), list(k.resource))
+			if k.name != "" {
+				fmt.Fprintf(&b, "    resourceNames: %s\n", list(k.name))
+			}
+			fmt.Fprintf(&b, "    verbs: %s\n", list(verbs[k]...))
+		}
+	}
+	return b.String()
+}
