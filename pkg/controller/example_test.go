@@ -40,15 +40,17 @@ func Example() {
 		log.Fatal(err)
 	}
 	err = m.Run(ctx, func(ctx context.Context) error {
-		// Leading: handle events until ctx is cancelled, then return.
-		reg, err := configMaps.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		// Leading: handle events until ctx is cancelled, then return. The
+		// handler is removed when the term ends; a panic in it fails the work.
+		// (Manager.Loop does this, with a queue and retries: ExampleManager_Loop.)
+		err := m.AddEventHandler(ctx, configMaps.Informer(), cache.ResourceEventHandlerFuncs{
 			AddFunc: func(obj any) { log.Printf("configmap %s", obj.(*corev1.ConfigMap).Name) },
 		})
 		if err != nil {
 			return err
 		}
 		<-ctx.Done()
-		return configMaps.Informer().RemoveEventHandler(reg)
+		return nil
 	})
 	if err != nil {
 		log.Fatal(err) // ErrWorkStillRunning, ErrLeadershipLost, the probe port in use, or the work's error
