@@ -104,12 +104,17 @@
 // loop.Work to Run, or Loops(a, b) for several. See ExampleManager_Loop for
 // a whole controller and its run on a fake clientset (NewForClientset).
 //
+// EventRecorder gives the work client-go's recorder of Events
+// (events.k8s.io/v1); Role renders, as YAML, the RBAC of everything the
+// preflight checks, so that the manifests are written from the program.
+//
 // # Where things are
 //
 // election.go: the election round and its gate, the one place that decides
 // whether this replica may work (the invariant). work.go: the work's
 // contract (budget, panics, AddEventHandler). loop.go: the reconcile loop.
-// informers.go: informers and their sync. preflight.go: the RBAC preflight.
+// informers.go: informers and their sync. preflight.go: the RBAC preflight;
+// rbac.go: the Role it implies. events.go: Events.
 // run.go: Run and the probes. manager.go: New and the options.
 //
 // Logs go to a log/slog logger (WithLogger). client-go's own logs go through

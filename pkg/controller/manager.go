@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
@@ -157,6 +158,7 @@ type Manager struct {
 	leases   informers.SharedInformerFactory // the Lease alone: newLeaseInformer
 	released chan struct{}                   // the Lease was given back (buffer 1)
 	checking atomic.Bool                     // checkHolder runs
+	events   events.EventBroadcaster         // EventRecorder's, nil if none
 	newLock  func() resourcelock.Interface   // newLeaseLock; tests wrap it
 	panics   atomic.Uint64
 

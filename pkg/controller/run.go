@@ -52,6 +52,7 @@ func (m *Manager) Run(ctx context.Context, work Work) error {
 		m.shutdownInformers()
 	}()
 	m.startInformers(informerCtx)
+	defer m.startEvents(informerCtx)()
 	if !m.waitForSync(ctx) {
 		return nil
 	}
