@@ -312,6 +312,21 @@ restart_apiserver() {
 		sleep 0.2
 	done
 	echo "kind.sh: the kubernetes Service (${svc}) connects, $((SECONDS - t0)) s after /readyz${kicked:+ (kube-proxy restarted)}"
+	# kube-controller-manager exits when it cannot renew its Lease for 10 s
+	# (kind's restart can come close); the kubelet starts it again, and the
+	# new one waits for the old Lease to expire (15 s). Meanwhile no
+	# controller runs: a new namespace gets no kube-root-ca.crt. Return once
+	# it renews its Lease again, so that what follows finds a whole control
+	# plane.
+	local renewed
+	renewed=$(kc -n kube-system get lease kube-controller-manager -o 'jsonpath={.spec.renewTime}' 2>/dev/null) || renewed=''
+	t0=${SECONDS}
+	deadline=$((SECONDS + 90))
+	until [[ $(kc -n kube-system get lease kube-controller-manager -o 'jsonpath={.spec.renewTime}' 2>/dev/null) != "${renewed}" ]]; do
+		((SECONDS < deadline)) || die "kube-controller-manager has not renewed its Lease 90 s after kube-apiserver was ready (kubectl -n kube-system logs -l component=kube-controller-manager)"
+		sleep 0.2
+	done
+	echo "kind.sh: kube-controller-manager renews its Lease again, $((SECONDS - t0)) s later"
 }
 
 # ---------------------------------------------------------------- rotate-ca
