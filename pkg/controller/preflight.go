@@ -111,33 +111,20 @@ func (m *Manager) preflight(ctx context.Context) bool {
 // Checks on the same resource (and names) are one rule with their verbs.
 // Cluster-scope checks (WithAllNamespaces) name a ClusterRole.
 func missingRules(missing []authorizationv1.ResourceAttributes) string {
-	type key struct{ namespace, group, resource, name string }
-	var order []key
-	verbs := map[key][]string{}
-	for _, a := range missing {
-		res := a.Resource
-		if a.Subresource != "" {
-			res += "/" + a.Subresource
-		}
-		k := key{a.Namespace, a.Group, res, a.Name}
-		if _, ok := verbs[k]; !ok {
-			order = append(order, k)
-		}
-		verbs[k] = append(verbs[k], a.Verb)
-	}
-	var rules []string
+	order, verbs := rules(missing)
+	var lines []string
 	for _, k := range order {
 		where := "add to the Role in namespace " + k.namespace
 		if k.namespace == "" {
 			where = "add to a ClusterRole bound to the service account by a ClusterRoleBinding"
 		}
-		rule := fmt.Sprintf("%s: apiGroups %s resources %s", where, list(k.group), list(k.resource))
+		line := fmt.Sprintf("%s: apiGroups %s resources %s", where, list(k.group), list(k.resource))
 		if k.name != "" {
-			rule += " resourceNames " + list(k.name)
+			line += " resourceNames " + list(k.name)
 		}
-		rules = append(rules, rule+" verbs "+list(verbs[k]...))
+		lines = append(lines, line+" verbs "+list(verbs[k]...))
 	}
-	return "rule missing: " + strings.Join(rules, "; ")
+	return "rule missing: " + strings.Join(lines, "; ")
 }
 
 // list writes a YAML flow sequence of strings: ["get", "update"].

@@ -6,10 +6,36 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	authorizationv1 "k8s.io/api/authorization/v1"
 )
 
 // This file owns the RBAC a Manager needs, written once: the preflight
 // checks it (preflight.go) and Role renders it for the manifests.
+
+// rule is one RBAC rule's place: namespace ("" cluster scope), API group,
+// resource (with "/subresource"), resource name.
+type rule struct{ namespace, group, resource, name string }
+
+// rules groups access checks into RBAC rules, in the order of their first
+// check, each with its verbs (once each, in order).
+func rules(attrs []authorizationv1.ResourceAttributes) (order []rule, verbs map[rule][]string) {
+	verbs = map[rule][]string{}
+	for _, a := range attrs {
+		res := a.Resource
+		if a.Subresource != "" {
+			res += "/" + a.Subresource
+		}
+		k := rule{a.Namespace, a.Group, res, a.Name}
+		if _, ok := verbs[k]; !ok {
+			order = append(order, k)
+		}
+		if !slices.Contains(verbs[k], a.Verb) {
+			verbs[k] = append(verbs[k], a.Verb)
+		}
+	}
+	return order, verbs
+}
 
 // Role renders, as YAML, the RBAC rules this Manager needs: everything the
 // preflight checks (the informers' list and watch, the Lease's verbs with
@@ -21,22 +47,7 @@ import (
 // after the informers are made; a program prints it (example-controller
 // --print-role) and its manifests keep the output, checked by a test.
 func (m *Manager) Role(name, header string) string {
-	type key struct{ namespace, group, resource, name string }
-	var keys []key
-	verbs := map[key][]string{}
-	for _, a := range m.accessNeeded() {
-		res := a.Resource
-		if a.Subresource != "" {
-			res += "/" + a.Subresource
-		}
-		k := key{a.Namespace, a.Group, res, a.Name}
-		if _, ok := verbs[k]; !ok {
-			keys = append(keys, k)
-		}
-		if !slices.Contains(verbs[k], a.Verb) {
-			verbs[k] = append(verbs[k], a.Verb)
-		}
-	}
+	keys, verbs := rules(m.accessNeeded())
 	var namespaces []string // the pod's first, then others, then cluster scope ("")
 	for _, k := range keys {
 		if !slices.Contains(namespaces, k.namespace) {
