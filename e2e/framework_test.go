@@ -287,30 +287,73 @@ func parseReports(logs string) ([]app.Report, error) {
 	return reps, sc.Err()
 }
 
-// cleanup deletes the test's namespace; if the test failed, it first prints
-// the namespace's events and every container's log.
+// cleanup deletes the test's namespace; if the test failed, it first writes
+// the namespace's events and every container's log to files under
+// E2E_LOG_DIR (default: incluster-e2e-logs in the system's temporary
+// folder) and prints where they are and the last lines of each log. The
+// test's failure messages stay the last lines of its output but for those
+// few, so that a CI summary showing the end of a failing test's output shows
+// them.
 func cleanup(t *testing.T, ns string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if t.Failed() {
-		if evs, err := client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{}); err == nil {
-			for _, e := range evs.Items {
-				t.Logf("event %s %s/%s: %s: %s", e.Type, e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Reason, e.Message)
-			}
-		}
-		if pods, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{}); err == nil {
-			for _, p := range pods.Items {
-				for _, c := range append(p.Spec.InitContainers, p.Spec.Containers...) {
-					raw, err := client.CoreV1().Pods(ns).GetLogs(p.Name, &corev1.PodLogOptions{Container: c.Name}).DoRaw(ctx)
-					t.Logf("log of %s/%s (err %v):\n%s", p.Name, c.Name, err, raw)
-				}
-			}
-		}
+		dumpNamespace(ctx, t, ns)
 	}
 	err := client.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
 		t.Errorf("deleting namespace %s: %v", ns, err)
 	}
+}
+
+// restartsOf returns how often a container of p restarted.
+func restartsOf(p corev1.Pod, container string) int32 {
+	for _, s := range append(p.Status.InitContainerStatuses, p.Status.ContainerStatuses...) {
+		if s.Name == container {
+			return s.RestartCount
+		}
+	}
+	return 0
+}
+
+func dumpNamespace(ctx context.Context, t *testing.T, ns string) {
+	dir := filepath.Join(envOr("E2E_LOG_DIR", filepath.Join(os.TempDir(), "incluster-e2e-logs")), ns)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Logf("cannot keep the logs of namespace %s: %v", ns, err)
+		dir = ""
+	}
+	write := func(name string, data []byte) string {
+		if dir == "" {
+			return "(not kept)"
+		}
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, data, 0o644); err != nil {
+			return fmt.Sprintf("(not kept: %v)", err)
+		}
+		return f
+	}
+	var out strings.Builder
+	if evs, err := client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{}); err == nil {
+		var b strings.Builder
+		for _, e := range evs.Items {
+			fmt.Fprintf(&b, "%s %s %s/%s: %s: %s\n", e.LastTimestamp.UTC().Format(time.RFC3339), e.Type, e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Reason, e.Message)
+		}
+		fmt.Fprintf(&out, "\n%d events: %s", len(evs.Items), write("events.txt", []byte(b.String())))
+	}
+	if pods, err := client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{}); err == nil {
+		for _, p := range pods.Items {
+			for _, c := range append(p.Spec.InitContainers, p.Spec.Containers...) {
+				raw, err := client.CoreV1().Pods(ns).GetLogs(p.Name, &corev1.PodLogOptions{Container: c.Name}).DoRaw(ctx)
+				if err != nil {
+					fmt.Fprintf(&out, "\nlog of %s/%s: %v", p.Name, c.Name, err)
+					continue
+				}
+				fmt.Fprintf(&out, "\nlog of %s/%s (%d lines, restarts %d): %s", p.Name, c.Name, strings.Count(string(raw), "\n"),
+					restartsOf(p, c.Name), write(p.Name+"_"+c.Name+".log", raw))
+			}
+		}
+	}
+	t.Logf("namespace %s, kept for the failure:%s", ns, out.String())
 }
 
 // load decodes deploy/<file> into obj.

@@ -3,8 +3,8 @@
 // Package controller is what a controller needs after a client, built on an
 // incluster.Client and on client-go's own machinery only: leader election
 // (tools/leaderelection with a resourcelock.LeaseLock), shared informers
-// (informers.NewSharedInformerFactoryWithOptions) and, in the caller's work
-// function, client-go's workqueue. It adds no election, cache or queue of its
+// (cache.NewSharedIndexInformerWithOptions, one per resource) and
+// client-go's workqueue. It adds no election, cache or queue of its
 // own; it adds what the pod knows and client-go leaves to every team: where
 // the Lease lives, who holds it, what RBAC is missing, when the lease may be
 // given back, and what the probes say.
@@ -24,7 +24,14 @@
 //  3. Informers, scoped to the pod's namespace unless WithAllNamespaces, over
 //     the client's one HTTP connection, in protobuf, with managedFields dropped
 //     (DropManagedFields, applied by client-go v0.37.2 also to WatchList's
-//     streamed initial list).
+//     streamed initial list). Any resource: NewInformer over a typed client
+//     (controller.NewInformer(m, cs.CoreV1().Secrets) caches *corev1.Secret
+//     and reads it back with Get and List), NewClusterInformer for
+//     cluster-scoped ones, DynamicInformer for custom resources
+//     (unstructured), MetadataInformer for metadata only; each with its own
+//     label and field selectors and transform (WithLabelSelector,
+//     WithFieldSelector, WithInformerTransform). Each joins the preflight,
+//     readiness and Run.
 //  4. Leader election with a Lease named by the caller in the pod's namespace;
 //     the identity is POD_NAME (downward API), else the hostname, plus "_"
 //     and 5 random characters (Identity). Lease 15 s, renew deadline 10 s,
@@ -120,7 +127,8 @@
 // Logs go to a log/slog logger (WithLogger). client-go's own logs go through
 // klog; a program routes them to the same logger with klog.SetSlogLogger.
 //
-// This package imports client-go's typed clientset and informers; a program
-// that only wants a client imports package incluster alone and does not pay
-// for them.
+// This package imports client-go's typed clientset, but not its informer
+// factory (which links a typed informer and lister of every built-in
+// resource); a program that only wants a client imports package incluster
+// alone and does not pay for either.
 package controller

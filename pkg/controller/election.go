@@ -12,7 +12,8 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/client-go/informers"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
@@ -62,7 +63,7 @@ type leaseGate struct {
 	resourcelock.Interface
 	now            func() time.Time
 	requestTimeout time.Duration
-	onTaken        func(holder string) // called once, when the Lease is first found taken
+	onTaken        func(holder string) // called once, when the Lease is first found taken, before the work is cancelled; with mu held
 
 	mu        sync.Mutex
 	closed    bool // no work may start any more
@@ -197,16 +198,15 @@ func (g *leaseGate) observe(holder string) (taken bool) {
 		g.mu.Unlock()
 		return false // released, ours, or never ours in this round
 	}
-	first := g.takenBy == ""
+	if g.takenBy == "" && g.onTaken != nil {
+		g.onTaken(holder) // before the cancellation: the work may log its return at once
+	}
 	g.takenBy = holder
 	g.closed = true
 	if g.running {
 		g.cancel(&leaseTakenError{holder: holder})
 	}
 	g.mu.Unlock()
-	if first && g.onTaken != nil {
-		g.onTaken(holder)
-	}
 	return true
 }
 
@@ -485,21 +485,30 @@ func (m *Manager) newLeaseLock() resourcelock.Interface {
 	}
 }
 
-// newLeaseInformer returns an informer factory for this Manager's Lease
-// alone (a field selector on its name, so that a Role can grant list and
-// watch with resourceNames). Each time the Lease is given back (an update
-// that leaves it without a holder) it signals m.released: client-go's
-// elector looks at the Lease only every retry period (plus jitter); with
-// the watch a standby takes a released lease at once, so a rolling update
-// hands over in about the time the old leader's work takes to return. Each
-// time it names another holder while this replica leads, checkHolder reads
-// the Lease and stops the work if that is so.
-func (m *Manager) newLeaseInformer() informers.SharedInformerFactory {
-	f := informers.NewSharedInformerFactoryWithOptions(m.cs, 0,
-		informers.WithNamespace(m.namespace),
-		informers.WithTweakListOptions(func(lo *metav1.ListOptions) {
-			lo.FieldSelector = fields.OneTermEqualSelector("metadata.name", m.leaseName).String()
-		}))
+// newLeaseInformer returns an informer of this Manager's Lease alone (a
+// field selector on its name, so that a Role can grant list and watch with
+// resourceNames). Each time the Lease is given back (an update that leaves
+// it without a holder) it signals m.released: client-go's elector looks at
+// the Lease only every retry period (plus jitter); with the watch a standby
+// takes a released lease at once, so a rolling update hands over in about
+// the time the old leader's work takes to return. Each time it names
+// another holder while this replica leads, checkHolder reads the Lease and
+// stops the work if that is so.
+func (m *Manager) newLeaseInformer() cache.SharedIndexInformer {
+	leases := m.cs.CoordinationV1().Leases(m.namespace)
+	byName := func(o *metav1.ListOptions) {
+		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", m.leaseName).String()
+	}
+	inf := cache.NewSharedIndexInformerWithOptions(cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			byName(&o)
+			return leases.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			byName(&o)
+			return leases.Watch(ctx, o)
+		},
+	}, m.cs), &coordinationv1.Lease{}, cache.SharedIndexInformerOptions{ObjectDescription: "the Lease " + m.leaseName})
 	seen := func(obj any) {
 		l, ok := obj.(*coordinationv1.Lease)
 		if !ok || l.Name != m.leaseName {
@@ -518,11 +527,11 @@ func (m *Manager) newLeaseInformer() informers.SharedInformerFactory {
 	}
 	// Add too: a release that lands while the watch is (re)established
 	// arrives as an add of the initial list.
-	_, _ = f.Coordination().V1().Leases().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    seen,
 		UpdateFunc: func(_, obj any) { seen(obj) },
 	})
-	return f
+	return inf
 }
 
 // checkHolder reads the Lease, if this replica leads, and stops the work if

@@ -460,6 +460,14 @@ func TestLeaseGateTaken(t *testing.T) {
 	}
 	var cause error
 	g.startWork(func(c error) { cause = c })
+	// onTaken (the WARN) comes before the cancellation, so that a log reader
+	// sees it before the work's return.
+	g.onTaken = func(h string) {
+		if cause != nil {
+			t.Errorf("onTaken(%q) called after the work was cancelled (%v): the log would show the work's return first", h, cause)
+		}
+		seen = append(seen, h)
+	}
 	if _, _, err := g.Get(ctx); err != nil {
 		t.Fatal(err)
 	}

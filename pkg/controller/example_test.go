@@ -35,7 +35,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	configMaps, err := m.Informer(corev1.SchemeGroupVersion.WithResource("configmaps"))
+	configMaps, err := controller.NewInformer(m, m.Clientset().CoreV1().ConfigMaps)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func Example() {
 		// Leading: handle events until ctx is cancelled, then return. The
 		// handler is removed when the term ends; a panic in it fails the work.
 		// (Manager.Loop does this, with a queue and retries: ExampleManager_Loop.)
-		err := m.AddEventHandler(ctx, configMaps.Informer(), cache.ResourceEventHandlerFuncs{
+		err := m.AddEventHandler(ctx, configMaps, cache.ResourceEventHandlerFuncs{
 			AddFunc: func(obj any) { log.Printf("configmap %s", obj.(*corev1.ConfigMap).Name) },
 		})
 		if err != nil {

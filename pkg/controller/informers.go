@@ -6,18 +6,36 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/informers"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/listers"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/incluster/incluster/pkg/incluster"
 )
+
+// This file owns the informers: typed ones over a typed client (built-in
+// resources, or a custom resource's generated client), dynamic ones
+// (unstructured) and metadata-only ones for any resource. Each is
+// registered with the Manager, so it joins the RBAC preflight (list and
+// watch), readiness (/readyz waits until it has synced) and Run (started
+// before the election, stopped after the release). They are client-go's
+// shared informers, made one by one: a program links only the clients it
+// names, not client-go's informer factory, which links every typed
+// informer of every built-in group.
 
 // protobufAccept asks for protobuf and takes JSON where the server has no
 // protobuf for a type.
@@ -52,64 +70,233 @@ func DropManagedFields(obj any) (any, error) {
 	return obj, nil
 }
 
-// InformerOption changes one informer of Manager.Informer.
+// Object is what an informer caches: an API object with metadata, by
+// pointer (e.g. *corev1.Secret).
+type Object interface {
+	comparable
+	runtime.Object
+	metav1.Object
+}
+
+// Informer is a shared informer of one resource and its cache, typed: T is
+// e.g. *corev1.Secret, *unstructured.Unstructured (DynamicInformer) or
+// *metav1.PartialObjectMetadata (MetadataInformer). Pass it to Manager.Loop
+// and Owns; read the cache with Get and List. Make it with NewInformer,
+// NewClusterInformer, Manager.DynamicInformer or Manager.MetadataInformer,
+// before Run.
+type Informer[T Object] struct {
+	cache.TypedSharedIndexInformer[T]
+	gvr    schema.GroupVersionResource
+	lister listers.ResourceIndexer[T]
+}
+
+// Get returns the object named name in namespace ("" for a cluster-scoped
+// resource) from the cache, or an error that apierrors.IsNotFound
+// recognises. The object is shared with the cache: copy it (DeepCopy)
+// before changing it.
+func (i *Informer[T]) Get(namespace, name string) (T, error) {
+	return listers.NewNamespaced(i.lister, namespace).Get(name)
+}
+
+// List returns the cached objects in namespace ("" for all, or a
+// cluster-scoped resource) whose labels match selector (nil: all). The
+// objects are shared with the cache.
+func (i *Informer[T]) List(namespace string, selector labels.Selector) ([]T, error) {
+	if selector == nil {
+		selector = labels.Everything()
+	}
+	return listers.NewNamespaced(i.lister, namespace).List(selector)
+}
+
+// Resource returns the resource the informer lists and watches.
+func (i *Informer[T]) Resource() schema.GroupVersionResource { return i.gvr }
+
+// Client is what NewInformer needs of the typed client of one resource in
+// one namespace: client-go's generated clients (cs.CoreV1().Secrets(ns)),
+// a fake clientset's, or those generated for a custom resource. Get only
+// tells the object's type.
+type Client[T, L runtime.Object] interface {
+	Get(ctx context.Context, name string, opts metav1.GetOptions) (T, error)
+	List(ctx context.Context, opts metav1.ListOptions) (L, error)
+	Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error)
+}
+
+// InformerOption changes one informer.
 type InformerOption func(*informerOptions)
 
-type informerOptions struct{ selector string }
+type informerOptions struct {
+	labels, fields string
+	transform      cache.TransformFunc
+	transformSet   bool
+	gvr            schema.GroupVersionResource
+	clusterScope   bool
+}
 
 // WithLabelSelector makes the informer list and watch only the objects
 // whose labels match selector, e.g. "incluster.dev/hash=true": the API
 // server filters, and the cache holds only those.
 func WithLabelSelector(selector string) InformerOption {
-	return func(o *informerOptions) { o.selector = selector }
+	return func(o *informerOptions) { o.labels = selector }
 }
 
-// Informer returns the shared informer of a built-in resource, e.g.
-// corev1.SchemeGroupVersion.WithResource("configmaps"), in the pod's
-// namespace (all namespaces with WithAllNamespaces), and adds list and
-// watch on it to the RBAC preflight. Call it before Run, which starts the
-// informers; add event handlers in the work (they get the cache's objects as
-// adds) and remove them when it returns. Informers with the same label
-// selector share one client-go SharedInformerFactory.
+// WithFieldSelector makes the informer list and watch only the objects
+// whose fields match selector, e.g. "type=kubernetes.io/tls" for Secrets
+// (the fields each resource supports are the API server's to say).
+func WithFieldSelector(selector string) InformerOption {
+	return func(o *informerOptions) { o.fields = selector }
+}
+
+// WithInformerTransform replaces the Manager's transform (WithTransform,
+// default DropManagedFields) for this informer: e.g. one that also drops a
+// Secret's values, for a controller that reads only their keys; nil keeps
+// the objects whole. Like WithTransform's, it must be idempotent.
+func WithInformerTransform(t cache.TransformFunc) InformerOption {
+	return func(o *informerOptions) { o.transform, o.transformSet = t, true }
+}
+
+// WithResource names the resource a typed informer lists, for the RBAC
+// preflight and Role: needed for a typed client of a custom resource whose
+// type is not in client-go's scheme (k8s.io/client-go/kubernetes/scheme),
+// unless the type is added to it.
+func WithResource(gvr schema.GroupVersionResource) InformerOption {
+	return func(o *informerOptions) { o.gvr = gvr }
+}
+
+// WithClusterScope is for DynamicInformer and MetadataInformer of a
+// cluster-scoped resource (nodes, namespaces, most CRDs' "Cluster" scope):
+// the informer watches it cluster-wide, and the preflight asks at cluster
+// scope.
+func WithClusterScope() InformerOption {
+	return func(o *informerOptions) { o.clusterScope = true }
+}
+
+// NewInformer makes an informer of a namespaced resource over its typed
+// client, in the pod's namespace (all namespaces with WithAllNamespaces):
 //
-// Custom resources are not served by client-go's typed informers: use
-// k8s.io/client-go/dynamic/dynamicinformer with Clientset's config.
-func (m *Manager) Informer(gvr schema.GroupVersionResource, opts ...InformerOption) (informers.GenericInformer, error) {
+//	secrets, err := controller.NewInformer(m, m.Clientset().CoreV1().Secrets)
+//
+// gives an *Informer[*corev1.Secret]. List and watch of the resource join
+// the RBAC preflight. Call it before Run.
+func NewInformer[T Object, L runtime.Object, C Client[T, L]](m *Manager, client func(namespace string) C, opts ...InformerOption) (*Informer[T], error) {
+	ns := m.informerNamespace()
+	return newTypedInformer[T](m, ns, func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		return client(ns).List(ctx, o)
+	}, func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+		return client(ns).Watch(ctx, o)
+	}, opts)
+}
+
+// NewClusterInformer makes an informer of a cluster-scoped resource over
+// its typed client, e.g. controller.NewClusterInformer(m,
+// m.Clientset().CoreV1().Nodes). The preflight asks list and watch at
+// cluster scope: the Role printed by Manager.Role has them in a
+// ClusterRole.
+func NewClusterInformer[T Object, L runtime.Object, C Client[T, L]](m *Manager, client func() C, opts ...InformerOption) (*Informer[T], error) {
+	return newTypedInformer[T](m, metav1.NamespaceAll, func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		return client().List(ctx, o)
+	}, func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+		return client().Watch(ctx, o)
+	}, append(opts, WithClusterScope()))
+}
+
+func newTypedInformer[T Object](m *Manager, ns string, list cache.ListWithContextFunc, watchFn cache.WatchFuncWithContext, opts []InformerOption) (*Informer[T], error) {
+	var zero T
+	rt := reflect.TypeOf(zero)
+	if rt == nil || rt.Kind() != reflect.Pointer {
+		return nil, fmt.Errorf("informer: the client's objects are %v, want a pointer type such as *corev1.Secret", rt)
+	}
+	example, _ := reflect.New(rt.Elem()).Interface().(runtime.Object)
+	io := applyInformerOptions(opts)
+	if io.gvr.Empty() {
+		gvks, _, err := scheme.Scheme.ObjectKinds(example)
+		if err != nil || len(gvks) == 0 {
+			return nil, fmt.Errorf("informer of %T: the type is not in client-go's scheme (k8s.io/client-go/kubernetes/scheme): pass WithResource with its group, version and resource, or add the type to that scheme", example)
+		}
+		io.gvr, _ = meta.UnsafeGuessKindToResource(gvks[0])
+	}
+	inf, err := m.addInformer(io, ns, example, &cache.ListWatch{ListWithContextFunc: list, WatchFuncWithContext: watchFn}, m.cs)
+	if err != nil {
+		return nil, err
+	}
+	return newInformer[T](inf, io.gvr), nil
+}
+
+// DynamicInformer makes an informer of any resource, a custom resource
+// above all, whose objects are *unstructured.Unstructured, over a dynamic
+// client: New's, or the one given with WithDynamicClient. It is
+// namespaced like NewInformer's, or cluster-wide with WithClusterScope.
+func (m *Manager) DynamicInformer(gvr schema.GroupVersionResource, opts ...InformerOption) (*Informer[*unstructured.Unstructured], error) {
+	dc, err := m.clients.dynamicClient()
+	if err != nil {
+		return nil, fmt.Errorf("dynamic informer for %s: %w", gvr.String(), err)
+	}
+	io := applyInformerOptions(opts)
+	io.gvr = gvr
+	ns := m.scopeNamespace(io)
+	var c dynamic.ResourceInterface = dc.Resource(gvr)
+	if ns != "" {
+		c = dc.Resource(gvr).Namespace(ns)
+	}
+	inf, err := m.addInformer(io, ns, &unstructured.Unstructured{}, &cache.ListWatch{
+		ListWithContextFunc:  func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return c.List(ctx, o) },
+		WatchFuncWithContext: c.Watch,
+	}, dc)
+	if err != nil {
+		return nil, err
+	}
+	return newInformer[*unstructured.Unstructured](inf, gvr), nil
+}
+
+// MetadataInformer makes an informer that caches only the metadata of the
+// objects of any resource (*metav1.PartialObjectMetadata: names, labels,
+// annotations, ownerReferences, resourceVersion), over a metadata client:
+// New's, or the one given with WithMetadataClient. For a controller that
+// needs to know which objects exist, not what they hold: a fraction of the
+// memory. Namespaced like NewInformer's, or cluster-wide with
+// WithClusterScope.
+func (m *Manager) MetadataInformer(gvr schema.GroupVersionResource, opts ...InformerOption) (*Informer[*metav1.PartialObjectMetadata], error) {
+	mc, err := m.clients.metadataClient()
+	if err != nil {
+		return nil, fmt.Errorf("metadata informer for %s: %w", gvr.String(), err)
+	}
+	io := applyInformerOptions(opts)
+	io.gvr = gvr
+	ns := m.scopeNamespace(io)
+	var c metadata.ResourceInterface = mc.Resource(gvr)
+	if ns != "" {
+		c = mc.Resource(gvr).Namespace(ns)
+	}
+	inf, err := m.addInformer(io, ns, &metav1.PartialObjectMetadata{}, &cache.ListWatch{
+		ListWithContextFunc:  func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return c.List(ctx, o) },
+		WatchFuncWithContext: c.Watch,
+	}, mc)
+	if err != nil {
+		return nil, err
+	}
+	return newInformer[*metav1.PartialObjectMetadata](inf, gvr), nil
+}
+
+func newInformer[T Object](inf cache.SharedIndexInformer, gvr schema.GroupVersionResource) *Informer[T] {
+	return &Informer[T]{
+		TypedSharedIndexInformer: cache.NewTypedSharedIndexInformer[T](inf),
+		gvr:                      gvr,
+		lister:                   listers.New[T](inf.GetIndexer(), gvr.GroupResource()),
+	}
+}
+
+func applyInformerOptions(opts []InformerOption) informerOptions {
 	var io informerOptions
 	for _, opt := range opts {
 		opt(&io)
 	}
-	if _, err := labels.Parse(io.selector); err != nil {
-		return nil, fmt.Errorf("informer for %s: label selector %q: %w", gvr.String(), io.selector, err)
+	return io
+}
+
+func (m *Manager) scopeNamespace(io informerOptions) string {
+	if io.clusterScope {
+		return metav1.NamespaceAll
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.started {
-		return nil, fmt.Errorf("informer for %s: Informer must be called before Run", gvr.String())
-	}
-	f, ok := m.factories[io.selector]
-	if !ok {
-		fo := []informers.SharedInformerOption{informers.WithNamespace(m.informerNamespace())}
-		if m.o.transform != nil {
-			fo = append(fo, informers.WithTransform(m.o.transform))
-		}
-		if sel := io.selector; sel != "" {
-			fo = append(fo, informers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.LabelSelector = sel }))
-		}
-		f = informers.NewSharedInformerFactoryWithOptions(m.cs, 0, fo...)
-		m.factories[io.selector] = f
-	}
-	gi, err := f.ForResource(gvr)
-	if err != nil {
-		return nil, fmt.Errorf("informer for %s: %w (only built-in resources have typed informers)", gvr.String(), err)
-	}
-	gi.Informer() // registers it with the factory, so that Run starts it
-	for _, verb := range []string{"list", "watch"} {
-		m.watched = append(m.watched, authorizationv1.ResourceAttributes{
-			Namespace: m.informerNamespace(), Verb: verb, Group: gvr.Group, Resource: gvr.Resource,
-		})
-	}
-	return gi, nil
+	return m.informerNamespace()
 }
 
 func (m *Manager) informerNamespace() string {
@@ -119,15 +306,73 @@ func (m *Manager) informerNamespace() string {
 	return m.namespace
 }
 
-// startInformers starts every informer, and the Lease's; they stop when ctx
+// addInformer makes the shared informer over lw, registers it to be started
+// by Run and waited for by readiness, and adds list and watch of its
+// resource to the preflight. semantics is the client lw calls: a fake
+// client says it cannot stream lists (client-go's WatchList).
+func (m *Manager) addInformer(io informerOptions, ns string, example runtime.Object, lw *cache.ListWatch, semantics any) (cache.SharedIndexInformer, error) {
+	what := io.gvr.String()
+	if _, err := labels.Parse(io.labels); err != nil {
+		return nil, fmt.Errorf("informer for %s: label selector %q: %w", what, io.labels, err)
+	}
+	if _, err := fields.ParseSelector(io.fields); err != nil {
+		return nil, fmt.Errorf("informer for %s: field selector %q: %w", what, io.fields, err)
+	}
+	tweak := func(o *metav1.ListOptions) {
+		if io.labels != "" {
+			o.LabelSelector = io.labels
+		}
+		if io.fields != "" {
+			o.FieldSelector = io.fields
+		}
+	}
+	list, watchFn := lw.ListWithContextFunc, lw.WatchFuncWithContext
+	lw = &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			tweak(&o)
+			return list(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			tweak(&o)
+			return watchFn(ctx, o)
+		},
+	}
+	inf := cache.NewSharedIndexInformerWithOptions(cache.ToListWatcherWithWatchListSemantics(lw, semantics), example,
+		cache.SharedIndexInformerOptions{
+			Indexers:          cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc},
+			ObjectDescription: what,
+		})
+	transform := m.o.transform
+	if io.transformSet {
+		transform = io.transform
+	}
+	if transform != nil {
+		if err := inf.SetTransform(transform); err != nil {
+			return nil, fmt.Errorf("informer for %s: %w", what, err)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.started {
+		return nil, fmt.Errorf("informer for %s: make informers before Run", what)
+	}
+	m.informers = append(m.informers, inf)
+	for _, verb := range []string{"list", "watch"} {
+		m.watched = append(m.watched, authorizationv1.ResourceAttributes{
+			Namespace: ns, Verb: verb, Group: io.gvr.Group, Resource: io.gvr.Resource,
+		})
+	}
+	return inf, nil
+}
+
+// startInformers starts every informer, the Lease's too; they stop when ctx
 // is cancelled.
 func (m *Manager) startInformers(ctx context.Context) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, f := range m.factories {
-		f.StartWithContext(ctx)
+	for _, inf := range append([]cache.SharedIndexInformer{m.leases}, m.informers...) {
+		m.informersRunning.Go(func() { inf.RunWithContext(ctx) })
 	}
-	m.leases.StartWithContext(ctx)
 }
 
 // waitForSync waits until every informer has synced, the Lease's too (a
@@ -135,30 +380,17 @@ func (m *Manager) startInformers(ctx context.Context) {
 // ended first.
 func (m *Manager) waitForSync(ctx context.Context) bool {
 	m.mu.Lock()
-	fs := make([]informers.SharedInformerFactory, 0, len(m.factories)+1)
-	for _, f := range m.factories {
-		fs = append(fs, f)
+	synced := []cache.InformerSynced{m.leases.HasSynced}
+	for _, inf := range m.informers {
+		synced = append(synced, inf.HasSynced)
 	}
-	fs = append(fs, m.leases)
 	m.mu.Unlock()
-	for _, f := range fs {
-		if res := f.WaitForCacheSyncWithContext(ctx); res.Err != nil {
-			return false
-		}
-	}
-	return ctx.Err() == nil
+	return cache.WaitForCacheSync(ctx.Done(), synced...) && ctx.Err() == nil
 }
 
 // shutdownInformers waits for the informers' goroutines, once their
 // context is cancelled.
-func (m *Manager) shutdownInformers() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for _, f := range m.factories {
-		f.Shutdown()
-	}
-	m.leases.Shutdown()
-}
+func (m *Manager) shutdownInformers() { m.informersRunning.Wait() }
 
 // canClusterWide is an access check at cluster scope, which Client.Can does
 // not ask (an empty namespace means the client's there).

@@ -89,6 +89,7 @@ func TestLeaseTaken(t *testing.T) {
 			}
 			m, logs := newTestManager(t, cs, "a", opts...)
 			var starts atomic.Int32
+			var warnedBefore atomic.Bool // the WARN was logged when the work saw the cancellation
 			started, causes, proceed := make(chan struct{}), make(chan error, 1), make(chan struct{})
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -97,6 +98,7 @@ func TestLeaseTaken(t *testing.T) {
 					close(started)
 				}
 				<-ctx.Done()
+				warnedBefore.Store(strings.Contains(logs.String(), "stopping the work"))
 				causes <- context.Cause(ctx)
 				<-proceed
 				return nil
@@ -109,6 +111,9 @@ func TestLeaseTaken(t *testing.T) {
 			var taken *leaseTakenError
 			if !errors.As(cause, &taken) || taken.holder != "intruder" {
 				t.Fatalf("the work's cancel cause = %v, want the Lease held by intruder", cause)
+			}
+			if !warnedBefore.Load() {
+				t.Error("the work saw its cancellation before the WARN naming the holder was logged: a log reader sees the work's return first")
 			}
 			if m.IsLeader() {
 				t.Error("IsLeader() = true after the Lease was taken")
@@ -259,7 +264,7 @@ func TestPanic(t *testing.T) {
 			ev := &leaseEvents{}
 			recordLeaseWrites(cs, ev)
 			m, logs := newTestManager(t, cs, "a")
-			cms, err := m.Informer(corev1.SchemeGroupVersion.WithResource("configmaps"))
+			cms, err := NewInformer(m, m.Clientset().CoreV1().ConfigMaps)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -268,7 +273,7 @@ func TestPanic(t *testing.T) {
 					var cm *corev1.ConfigMap
 					_ = cm.Name // nil pointer dereference
 				}
-				err := m.AddEventHandler(ctx, cms.Informer(), cache.ResourceEventHandlerFuncs{
+				err := m.AddEventHandler(ctx, cms, cache.ResourceEventHandlerFuncs{
 					AddFunc: func(any) { panic("boom in a handler") },
 				})
 				if err != nil {
@@ -363,7 +368,7 @@ func TestReadyOnlyAfterSync(t *testing.T) {
 			calls := make(chan struct{}, 1)
 			failLists(cs, resource, &failing, calls)
 			m, _ := newTestManager(t, cs, "a")
-			if _, err := m.Informer(corev1.SchemeGroupVersion.WithResource("configmaps")); err != nil {
+			if _, err := NewInformer(m, m.Clientset().CoreV1().ConfigMaps); err != nil {
 				t.Fatal(err)
 			}
 			started := make(chan struct{})
@@ -397,7 +402,7 @@ func TestReadyOnlyAfterSync(t *testing.T) {
 		calls := make(chan struct{}, 1)
 		failLists(cs, "configmaps", &failing, calls)
 		m, logs := newTestManager(t, cs, "a")
-		if _, err := m.Informer(corev1.SchemeGroupVersion.WithResource("configmaps")); err != nil {
+		if _, err := NewInformer(m, m.Clientset().CoreV1().ConfigMaps); err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())

@@ -19,7 +19,6 @@ import (
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
-	corelisters "k8s.io/client-go/listers/core/v1"
 
 	"github.com/incluster/incluster/pkg/controller"
 )
@@ -30,17 +29,16 @@ import (
 // The loop reconciles a Secret when it changes, and when its ConfigMap is
 // changed or deleted by hand.
 func mirror(m *controller.Manager, cs kubernetes.Interface) (*controller.Loop, error) {
-	secrets, err := m.Informer(corev1.SchemeGroupVersion.WithResource("secrets"), controller.WithLabelSelector("team.example/mirror=true"))
+	secrets, err := controller.NewInformer(m, cs.CoreV1().Secrets, controller.WithLabelSelector("team.example/mirror=true"))
 	if err != nil {
 		return nil, err
 	}
-	configMaps, err := m.Informer(corev1.SchemeGroupVersion.WithResource("configmaps"))
+	configMaps, err := controller.NewInformer(m, cs.CoreV1().ConfigMaps)
 	if err != nil {
 		return nil, err
 	}
-	lister := corelisters.NewSecretLister(secrets.Informer().GetIndexer())
 	reconcile := func(ctx context.Context, req controller.Request) (controller.Result, error) {
-		s, err := lister.Secrets(req.Namespace).Get(req.Name)
+		s, err := secrets.Get(req.Namespace, req.Name) // from the cache
 		if apierrors.IsNotFound(err) {
 			return controller.Result{}, nil // gone: its ConfigMap goes with it
 		}
@@ -57,8 +55,8 @@ func mirror(m *controller.Manager, cs kubernetes.Interface) (*controller.Loop, e
 		_, err = cs.CoreV1().ConfigMaps(s.Namespace).Apply(ctx, cm, metav1.ApplyOptions{FieldManager: "secret-mirror", Force: true})
 		return controller.Result{}, err
 	}
-	return m.Loop("secret-mirror", secrets.Informer(), reconcile,
-		controller.Owns(configMaps.Informer(), schema.GroupKind{Kind: "Secret"})), nil
+	return m.Loop("secret-mirror", secrets, reconcile,
+		controller.Owns(configMaps, schema.GroupKind{Kind: "Secret"})), nil
 }
 
 // A controller a team starts from, run in a unit test on client-go's fake

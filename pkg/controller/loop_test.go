@@ -33,16 +33,16 @@ func newLoopEnv(t *testing.T, reconcile func(context.Context, Request) (Result, 
 	t.Helper()
 	e := &loopEnv{cs: fake.NewClientset(), calls: make(chan Request, 100)}
 	e.m, e.logs = newTestManager(t, e.cs, "a")
-	secrets, err := e.m.Informer(corev1.SchemeGroupVersion.WithResource("secrets"))
+	secrets, err := NewInformer(e.m, e.m.Clientset().CoreV1().Secrets)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cms, err := e.m.Informer(corev1.SchemeGroupVersion.WithResource("configmaps"))
+	cms, err := NewInformer(e.m, e.m.Clientset().CoreV1().ConfigMaps)
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts = append([]LoopOption{Owns(cms.Informer(), schema.GroupKind{Kind: "Secret"})}, opts...)
-	l := e.m.Loop("test", secrets.Informer(), func(ctx context.Context, req Request) (Result, error) {
+	opts = append([]LoopOption{Owns(cms, schema.GroupKind{Kind: "Secret"})}, opts...)
+	l := e.m.Loop("test", secrets, func(ctx context.Context, req Request) (Result, error) {
 		e.calls <- req
 		return reconcile(ctx, req)
 	}, opts...)

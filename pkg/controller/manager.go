@@ -14,8 +14,9 @@ import (
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/informers"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/tools/leaderelection"
@@ -63,6 +64,8 @@ type options struct {
 	logger            *slog.Logger
 	permissions       []authorizationv1.ResourceAttributes
 	accessCheck       AccessCheck
+	dynamicClient     dynamic.Interface
+	metadataClient    metadata.Interface
 }
 
 // WithIdentity sets the Lease holder's name instead of Identity's.
@@ -144,10 +147,13 @@ type Manager struct {
 	o         options
 	log       *slog.Logger
 
-	mu        sync.Mutex
-	started   bool
-	factories map[string]informers.SharedInformerFactory // by label selector
-	watched   []authorizationv1.ResourceAttributes       // list and watch of each informer
+	clients *clients // dynamic and metadata, made on first use
+
+	mu               sync.Mutex
+	started          bool
+	informers        []cache.SharedIndexInformer
+	informersRunning sync.WaitGroup
+	watched          []authorizationv1.ResourceAttributes // list and watch of each informer
 
 	// The probes' view.
 	preflightMissing atomic.Pointer[string] // nil: passed
@@ -155,11 +161,11 @@ type Manager struct {
 	round            atomic.Pointer[leaseGate] // the current election round
 	observedLeader   atomic.Pointer[string]
 
-	leases   informers.SharedInformerFactory // the Lease alone: newLeaseInformer
-	released chan struct{}                   // the Lease was given back (buffer 1)
-	checking atomic.Bool                     // checkHolder runs
-	events   events.EventBroadcaster         // EventRecorder's, nil if none
-	newLock  func() resourcelock.Interface   // newLeaseLock; tests wrap it
+	leases   cache.SharedIndexInformer     // the Lease alone: newLeaseInformer
+	released chan struct{}                 // the Lease was given back (buffer 1)
+	checking atomic.Bool                   // checkHolder runs
+	events   events.EventBroadcaster       // EventRecorder's, nil if none
+	newLock  func() resourcelock.Interface // newLeaseLock; tests wrap it
 	panics   atomic.Uint64
 
 	shutdownOnce sync.Once
@@ -186,14 +192,20 @@ func New(c *incluster.Client, leaseName string, opts ...Option) (*Manager, error
 		}
 		return canClusterWide(ctx, cs, a)
 	}
-	return newManager(cs, c.Namespace(), can, leaseName, opts...)
+	m, err := newManager(cs, c.Namespace(), can, leaseName, opts...)
+	if err == nil {
+		m.clients.config = c
+	}
+	return m, err
 }
 
 // NewForClientset builds a Manager on cs, for a Lease named leaseName in
 // namespace: a program that makes its own clientset, or a unit test with
 // client-go's fake clientset (k8s.io/client-go/kubernetes/fake), which
 // needs WithAccessCheck(AllowAll) and WithProbeAddress("0") too. The RBAC
-// preflight asks cs SelfSubjectAccessReviews. It sends no request.
+// preflight asks cs SelfSubjectAccessReviews. DynamicInformer and
+// MetadataInformer need WithDynamicClient and WithMetadataClient. It sends
+// no request.
 func NewForClientset(cs kubernetes.Interface, namespace, leaseName string, opts ...Option) (*Manager, error) {
 	can := func(ctx context.Context, a authorizationv1.ResourceAttributes) (incluster.Decision, error) {
 		return canClusterWide(ctx, cs, a)
@@ -207,6 +219,58 @@ type AccessCheck func(ctx context.Context, a authorizationv1.ResourceAttributes)
 
 // AllowAll is an AccessCheck that allows everything: for unit tests.
 func AllowAll(context.Context, authorizationv1.ResourceAttributes) (bool, error) { return true, nil }
+
+// WithDynamicClient gives DynamicInformer its client: for NewForClientset
+// (New makes one), e.g. k8s.io/client-go/dynamic/fake's in a unit test.
+func WithDynamicClient(c dynamic.Interface) Option { return func(o *options) { o.dynamicClient = c } }
+
+// WithMetadataClient gives MetadataInformer its client: for NewForClientset
+// (New makes one), e.g. k8s.io/client-go/metadata/fake's in a unit test.
+func WithMetadataClient(c metadata.Interface) Option {
+	return func(o *options) { o.metadataClient = c }
+}
+
+// clients holds the dynamic and metadata clients, made on first use from
+// New's client (so that a program that uses neither does not pay for them)
+// or given as options.
+type clients struct {
+	mu     sync.Mutex
+	config *incluster.Client // New's; nil for NewForClientset
+	dyn    dynamic.Interface
+	meta   metadata.Interface
+}
+
+func (c *clients) dynamicClient() (dynamic.Interface, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.dyn == nil && c.config != nil {
+		d, err := dynamic.NewForConfigAndClient(c.config.Config(), c.config.HTTPClient())
+		if err != nil {
+			return nil, err
+		}
+		c.dyn = d
+	}
+	if c.dyn == nil {
+		return nil, errors.New("no dynamic client: New makes one; with NewForClientset pass WithDynamicClient")
+	}
+	return c.dyn, nil
+}
+
+func (c *clients) metadataClient() (metadata.Interface, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.meta == nil && c.config != nil {
+		mc, err := metadata.NewForConfigAndClient(c.config.Config(), c.config.HTTPClient())
+		if err != nil {
+			return nil, err
+		}
+		c.meta = mc
+	}
+	if c.meta == nil {
+		return nil, errors.New("no metadata client: New makes one; with NewForClientset pass WithMetadataClient")
+	}
+	return c.meta, nil
+}
 
 // WithAccessCheck makes the RBAC preflight ask check instead of the API
 // server (SelfSubjectAccessReviews). A fake clientset allows nothing: give
@@ -247,9 +311,9 @@ func newManager(cs kubernetes.Interface, namespace string, can accessFunc, lease
 	}
 	m := &Manager{
 		cs: cs, namespace: namespace, leaseName: leaseName, identity: o.identity, can: can, o: o,
-		log:       o.logger.With("lease", namespace+"/"+leaseName, "identity", o.identity),
-		factories: map[string]informers.SharedInformerFactory{},
-		released:  make(chan struct{}, 1),
+		log:      o.logger.With("lease", namespace+"/"+leaseName, "identity", o.identity),
+		clients:  &clients{dyn: o.dynamicClient, meta: o.metadataClient},
+		released: make(chan struct{}, 1),
 	}
 	m.leases = m.newLeaseInformer()
 	m.newLock = m.newLeaseLock

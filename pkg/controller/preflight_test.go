@@ -51,10 +51,10 @@ func TestMissingRules(t *testing.T) {
 func TestAccessNeeded(t *testing.T) {
 	m, _ := newTestManager(t, fake.NewClientset(), "me",
 		WithPermissions(authorizationv1.ResourceAttributes{Verb: "patch", Resource: "configmaps"}))
-	if _, err := m.Informer(configMaps); err != nil {
+	if _, err := NewInformer(m, m.Clientset().CoreV1().ConfigMaps); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Informer(configMaps, WithLabelSelector("a=b")); err != nil { // same verbs: once
+	if _, err := NewInformer(m, m.Clientset().CoreV1().ConfigMaps, WithLabelSelector("a=b")); err != nil { // same verbs: once
 		t.Fatal(err)
 	}
 	var got []string
@@ -76,7 +76,7 @@ func TestAccessNeeded(t *testing.T) {
 	}
 
 	all, _ := newTestManager(t, fake.NewClientset(), "me", WithAllNamespaces())
-	if _, err := all.Informer(configMaps); err != nil {
+	if _, err := NewInformer(all, all.Clientset().CoreV1().ConfigMaps); err != nil {
 		t.Fatal(err)
 	}
 	if a := all.accessNeeded()[0]; a.Namespace != "" || a.Verb != "list" {
@@ -89,7 +89,7 @@ func TestAccessNeeded(t *testing.T) {
 // server: a line saying so, and retries.
 func TestPreflightRecheck(t *testing.T) {
 	m, logs := newTestManager(t, fake.NewClientset(), "me")
-	if _, err := m.Informer(configMaps); err != nil {
+	if _, err := NewInformer(m, m.Clientset().CoreV1().ConfigMaps); err != nil {
 		t.Fatal(err)
 	}
 	var round atomic.Int32 // counts checks of list configmaps: one per round

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes/fake"
 )
 
@@ -18,7 +17,7 @@ func TestRole(t *testing.T) {
 		authorizationv1.ResourceAttributes{Namespace: "other", Verb: "get", Resource: "secrets", Name: "s"},
 		authorizationv1.ResourceAttributes{Verb: "update", Group: "example.dev", Resource: "widgets", Subresource: "status"},
 	))
-	if _, err := m.Informer(corev1.SchemeGroupVersion.WithResource("configmaps")); err != nil {
+	if _, err := NewInformer(m, m.Clientset().CoreV1().ConfigMaps); err != nil {
 		t.Fatal(err)
 	}
 	want := `# Made by a test.

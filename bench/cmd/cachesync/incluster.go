@@ -11,8 +11,6 @@ import (
 	"log/slog"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-
 	"github.com/incluster/incluster/pkg/controller"
 	"github.com/incluster/incluster/pkg/incluster"
 )
@@ -31,12 +29,11 @@ func fill(ctx context.Context) (func(context.Context) (int, error), error) {
 	if err != nil {
 		return nil, err
 	}
-	gi, err := m.Informer(corev1.SchemeGroupVersion.WithResource("configmaps"))
+	inf, err := controller.NewInformer(m, m.Clientset().CoreV1().ConfigMaps)
 	if err != nil {
 		return nil, err
 	}
 	go func() { _ = m.Run(ctx, func(ctx context.Context) error { <-ctx.Done(); return nil }) }()
-	inf := gi.Informer()
 	for !inf.HasSynced() {
 		if ctx.Err() != nil {
 			return nil, errors.New("the informer did not sync in time")

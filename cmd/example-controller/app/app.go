@@ -14,9 +14,7 @@ import (
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/klog/v2"
 
 	"github.com/incluster/incluster/pkg/controller"
@@ -85,8 +83,8 @@ const RoleName = "incluster-example-controller"
 var permissions = controller.WithPermissions(authorizationv1.ResourceAttributes{Verb: "patch", Resource: "configmaps"})
 
 // informer is the work's informer: the labelled ConfigMaps.
-func informer(m *controller.Manager) (informers.GenericInformer, error) {
-	return m.Informer(corev1.SchemeGroupVersion.WithResource("configmaps"), controller.WithLabelSelector(Selector))
+func informer(m *controller.Manager) (*controller.Informer[*corev1.ConfigMap], error) {
+	return controller.NewInformer(m, m.Clientset().CoreV1().ConfigMaps, controller.WithLabelSelector(Selector))
 }
 
 // roleHeader is the comment --print-role puts above the Role.
@@ -182,9 +180,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Error("no informer", "err", err)
 		return ExitFailed
 	}
-	h := &hasher{cs: m.Clientset(), lister: corelisters.NewConfigMapLister(configMaps.Informer().GetIndexer()),
+	h := &hasher{cs: m.Clientset(), cache: configMaps,
 		identity: m.Identity(), log: log}
-	loop := m.Loop("configmap-hash", configMaps.Informer(), h.Reconcile, controller.Workers(opts.workers))
+	loop := m.Loop("configmap-hash", configMaps, h.Reconcile, controller.Workers(opts.workers))
 	klog.SetSlogLogger(log) // client-go's own logs (election, informers) in the same stream
 
 	err = m.Run(ctx, loop.Work)

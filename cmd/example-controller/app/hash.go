@@ -19,7 +19,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/incluster/incluster/pkg/controller"
@@ -74,12 +73,17 @@ func writeSection[V any](h hash.Hash, m map[string]V, bytes func(V) []byte) {
 	}
 }
 
+// configMapCache reads ConfigMaps from an informer's cache.
+type configMapCache interface {
+	Get(namespace, name string) (*corev1.ConfigMap, error)
+}
+
 // hasher writes the hash annotations; Reconcile is its reconcile loop's
 // function (controller.Manager.Loop owns the queue, the event handlers of
 // each term, the workers, retries and the work's time budget).
 type hasher struct {
 	cs       kubernetes.Interface
-	lister   corelisters.ConfigMapLister
+	cache    configMapCache // the informer's: *controller.Informer[*corev1.ConfigMap]
 	identity string
 	log      *slog.Logger
 }
@@ -99,7 +103,7 @@ func (h *hasher) sync(ctx context.Context, key string) error {
 	if err != nil {
 		return nil // not a key of ours: drop it
 	}
-	cm, err := h.lister.ConfigMaps(ns).Get(name)
+	cm, err := h.cache.Get(ns, name)
 	if apierrors.IsNotFound(err) {
 		return nil // deleted, or no longer labelled
 	}

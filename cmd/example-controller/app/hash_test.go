@@ -24,7 +24,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
-	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/rest"
 	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
@@ -74,8 +73,19 @@ func newTestHasher(cs *fake.Clientset, objs ...*corev1.ConfigMap) *hasher {
 	for _, o := range objs {
 		_ = idx.Add(o)
 	}
-	return &hasher{cs: cs, lister: corelisters.NewConfigMapLister(idx), identity: "pod-a_x2k4q",
+	return &hasher{cs: cs, cache: indexCache{idx}, identity: "pod-a_x2k4q",
 		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+}
+
+// indexCache reads ConfigMaps from an indexer the test fills.
+type indexCache struct{ idx cache.Indexer }
+
+func (c indexCache) Get(namespace, name string) (*corev1.ConfigMap, error) {
+	o, ok, err := c.idx.GetByKey(namespace + "/" + name)
+	if err != nil || !ok {
+		return nil, apierrors.NewNotFound(corev1.Resource("configmaps"), name)
+	}
+	return o.(*corev1.ConfigMap), nil
 }
 
 func labelled(name, rv string, data map[string]string, annotations map[string]string) *corev1.ConfigMap {
@@ -166,17 +176,17 @@ func runController(t *testing.T, writes kubernetes.Interface, objs ...runtime.Ob
 	if err != nil {
 		t.Fatal(err)
 	}
-	cms, err := m.Informer(corev1.SchemeGroupVersion.WithResource("configmaps"), controller.WithLabelSelector(Selector))
+	cms, err := informer(m)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &hasher{cs: writes, lister: corelisters.NewConfigMapLister(cms.Informer().GetIndexer()), identity: m.Identity(),
+	h := &hasher{cs: writes, cache: cms, identity: m.Identity(),
 		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ctx, cancel := context.WithCancel(t.Context())
 	out, finished := make(chan error, 1), make(chan struct{})
 	go func() {
 		defer close(finished)
-		out <- m.Run(ctx, m.Loop("configmap-hash", cms.Informer(), h.Reconcile).Work)
+		out <- m.Run(ctx, m.Loop("configmap-hash", cms, h.Reconcile).Work)
 	}()
 	t.Cleanup(func() { cancel(); <-finished })
 	return m, cancel, out
