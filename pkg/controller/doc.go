@@ -127,8 +127,10 @@
 // Logs go to a log/slog logger (WithLogger). client-go's own logs go through
 // klog; a program routes them to the same logger with klog.SetSlogLogger.
 //
-// This package imports client-go's typed clientset, but not its informer
-// factory (which links a typed informer and lister of every built-in
-// resource); a program that only wants a client imports package incluster
-// alone and does not pay for either.
+// A Manager makes only the typed clients it uses itself (coordination,
+// authorization, events), and no informer factory (which links a typed
+// informer and lister of every built-in resource): a program links the
+// clients it names. clients.Kubernetes makes client-go's whole clientset on
+// the same connection, for a program that wants it. A program that only
+// wants a client imports package incluster alone.
 package controller

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/incluster/incluster/pkg/clients"
 	"github.com/incluster/incluster/pkg/controller"
 	"github.com/incluster/incluster/pkg/incluster"
 )
@@ -35,7 +36,11 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	configMaps, err := controller.NewInformer(m, m.Clientset().CoreV1().ConfigMaps)
+	cs, err := clients.Kubernetes(c) // client-go's typed clientset, on c's connection
+	if err != nil {
+		log.Fatal(err)
+	}
+	configMaps, err := controller.NewInformer(m, cs.CoreV1().ConfigMaps)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -148,3 +148,6 @@ func within[T any](t *testing.T, ch <-chan T, what string) T {
 		panic("unreachable")
 	}
 }
+
+// fake returns the fake clientset a test Manager was made with.
+func (m *Manager) fake() *fake.Clientset { return m.cs.(*fake.Clientset) }

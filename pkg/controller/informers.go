@@ -18,8 +18,10 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
+	authorizationv1client "k8s.io/client-go/kubernetes/typed/authorization/v1"
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	eventsv1client "k8s.io/client-go/kubernetes/typed/events/v1"
 	"k8s.io/client-go/listers"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/cache"
@@ -41,17 +43,44 @@ import (
 // protobuf for a type.
 const protobufAccept = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJSON
 
-// newClientset builds the typed clientset on c's config and HTTP client (as
-// package clients does), speaking protobuf. In client-go v0.37.2 the
-// generated clients of built-in types already ask for protobuf when the
-// config names no content type (gentype.PrefersProtobuf); setting it here
-// keeps it so whatever the config says, and sends request bodies in
-// protobuf too.
-func newClientset(c *incluster.Client) (*kubernetes.Clientset, error) {
+// clientset holds the group clients a Manager made by New uses, on the
+// client's config and HTTP client (as package clients does), speaking
+// protobuf. In client-go v0.37.2 the generated clients of built-in types
+// already ask for protobuf when the config names no content type
+// (gentype.PrefersProtobuf); setting it here keeps it so whatever the
+// config says, and sends request bodies in protobuf too.
+type clientset struct {
+	authorization *authorizationv1client.AuthorizationV1Client
+	coordination  *coordinationv1client.CoordinationV1Client
+	events        *eventsv1client.EventsV1Client
+}
+
+func (c *clientset) AuthorizationV1() authorizationv1client.AuthorizationV1Interface {
+	return c.authorization
+}
+
+func (c *clientset) CoordinationV1() coordinationv1client.CoordinationV1Interface {
+	return c.coordination
+}
+
+func (c *clientset) EventsV1() eventsv1client.EventsV1Interface { return c.events }
+
+func newClientset(c *incluster.Client) (*clientset, error) {
 	cfg := c.Config()
 	cfg.ContentType = runtime.ContentTypeProtobuf
 	cfg.AcceptContentTypes = protobufAccept
-	return kubernetes.NewForConfigAndClient(cfg, c.HTTPClient())
+	var cs clientset
+	var err error
+	if cs.authorization, err = authorizationv1client.NewForConfigAndClient(cfg, c.HTTPClient()); err != nil {
+		return nil, err
+	}
+	if cs.coordination, err = coordinationv1client.NewForConfigAndClient(cfg, c.HTTPClient()); err != nil {
+		return nil, err
+	}
+	if cs.events, err = eventsv1client.NewForConfigAndClient(cfg, c.HTTPClient()); err != nil {
+		return nil, err
+	}
+	return &cs, nil
 }
 
 // DropManagedFields is the informers' default transform: it removes
@@ -173,7 +202,8 @@ func WithClusterScope() InformerOption {
 // NewInformer makes an informer of a namespaced resource over its typed
 // client, in the pod's namespace (all namespaces with WithAllNamespaces):
 //
-//	secrets, err := controller.NewInformer(m, m.Clientset().CoreV1().Secrets)
+//	cs, err := clients.Kubernetes(c) // or a fake clientset in a test
+//	secrets, err := controller.NewInformer(m, cs.CoreV1().Secrets)
 //
 // gives an *Informer[*corev1.Secret]. List and watch of the resource join
 // the RBAC preflight. Call it before Run.
@@ -188,7 +218,7 @@ func NewInformer[T Object, L runtime.Object, C Client[T, L]](m *Manager, client 
 
 // NewClusterInformer makes an informer of a cluster-scoped resource over
 // its typed client, e.g. controller.NewClusterInformer(m,
-// m.Clientset().CoreV1().Nodes). The preflight asks list and watch at
+// cs.CoreV1().Nodes). The preflight asks list and watch at
 // cluster scope: the Role printed by Manager.Role has them in a
 // ClusterRole.
 func NewClusterInformer[T Object, L runtime.Object, C Client[T, L]](m *Manager, client func() C, opts ...InformerOption) (*Informer[T], error) {
@@ -394,7 +424,7 @@ func (m *Manager) shutdownInformers() { m.informersRunning.Wait() }
 
 // canClusterWide is an access check at cluster scope, which Client.Can does
 // not ask (an empty namespace means the client's there).
-func canClusterWide(ctx context.Context, cs kubernetes.Interface, a authorizationv1.ResourceAttributes) (incluster.Decision, error) {
+func canClusterWide(ctx context.Context, cs Clientset, a authorizationv1.ResourceAttributes) (incluster.Decision, error) {
 	ssar := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &a}}
 	out, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, ssar, metav1.CreateOptions{})
 	if err != nil {

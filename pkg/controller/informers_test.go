@@ -259,7 +259,7 @@ func TestInformerAfterRun(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	_ = m.Run(ctx, func(context.Context) error { return nil })
-	if _, err := NewInformer(m, m.Clientset().CoreV1().ConfigMaps); err == nil || !strings.Contains(err.Error(), "before Run") {
+	if _, err := NewInformer(m, m.fake().CoreV1().ConfigMaps); err == nil || !strings.Contains(err.Error(), "before Run") {
 		t.Errorf("NewInformer after Run = %v", err)
 	}
 }
@@ -278,7 +278,7 @@ func TestDropManagedFields(t *testing.T) {
 	}
 }
 
-// The clientset asks for protobuf, JSON as the fallback, over the client's
+// The Manager's clients ask for protobuf, JSON as the fallback, over the client's
 // own HTTP client.
 func TestProtobuf(t *testing.T) {
 	var mu sync.Mutex
@@ -288,7 +288,7 @@ func TestProtobuf(t *testing.T) {
 		accept, userAgent = r.Header.Get("Accept"), r.Header.Get("User-Agent")
 		mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"kind":"ConfigMapList","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]}`))
+		_, _ = w.Write([]byte(`{"kind":"LeaseList","apiVersion":"coordination.k8s.io/v1","metadata":{"resourceVersion":"1"},"items":[]}`))
 	}))
 	defer srv.Close()
 	c, err := incluster.NewForConfig(&rest.Config{Host: srv.URL, UserAgent: "proto-test"}, testNS)
@@ -299,7 +299,7 @@ func TestProtobuf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := m.Clientset().CoreV1().ConfigMaps(testNS).List(t.Context(), metav1.ListOptions{}); err != nil {
+	if _, err := m.cs.CoordinationV1().Leases(testNS).List(t.Context(), metav1.ListOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()

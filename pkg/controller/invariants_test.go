@@ -264,7 +264,7 @@ func TestPanic(t *testing.T) {
 			ev := &leaseEvents{}
 			recordLeaseWrites(cs, ev)
 			m, logs := newTestManager(t, cs, "a")
-			cms, err := NewInformer(m, m.Clientset().CoreV1().ConfigMaps)
+			cms, err := NewInformer(m, m.fake().CoreV1().ConfigMaps)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -368,7 +368,7 @@ func TestReadyOnlyAfterSync(t *testing.T) {
 			calls := make(chan struct{}, 1)
 			failLists(cs, resource, &failing, calls)
 			m, _ := newTestManager(t, cs, "a")
-			if _, err := NewInformer(m, m.Clientset().CoreV1().ConfigMaps); err != nil {
+			if _, err := NewInformer(m, m.fake().CoreV1().ConfigMaps); err != nil {
 				t.Fatal(err)
 			}
 			started := make(chan struct{})
@@ -402,7 +402,7 @@ func TestReadyOnlyAfterSync(t *testing.T) {
 		calls := make(chan struct{}, 1)
 		failLists(cs, "configmaps", &failing, calls)
 		m, logs := newTestManager(t, cs, "a")
-		if _, err := NewInformer(m, m.Clientset().CoreV1().ConfigMaps); err != nil {
+		if _, err := NewInformer(m, m.fake().CoreV1().ConfigMaps); err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())

@@ -33,11 +33,11 @@ func newLoopEnv(t *testing.T, reconcile func(context.Context, Request) (Result, 
 	t.Helper()
 	e := &loopEnv{cs: fake.NewClientset(), calls: make(chan Request, 100)}
 	e.m, e.logs = newTestManager(t, e.cs, "a")
-	secrets, err := NewInformer(e.m, e.m.Clientset().CoreV1().Secrets)
+	secrets, err := NewInformer(e.m, e.m.fake().CoreV1().Secrets)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cms, err := NewInformer(e.m, e.m.Clientset().CoreV1().ConfigMaps)
+	cms, err := NewInformer(e.m, e.m.fake().CoreV1().ConfigMaps)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,9 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
+	authorizationv1client "k8s.io/client-go/kubernetes/typed/authorization/v1"
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	eventsv1client "k8s.io/client-go/kubernetes/typed/events/v1"
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
@@ -139,7 +141,7 @@ type accessFunc func(context.Context, authorizationv1.ResourceAttributes) (inclu
 // Manager runs a controller's informers, RBAC preflight, probes and leader
 // election. Make it with New, get informers with Informer, then call Run once.
 type Manager struct {
-	cs        kubernetes.Interface
+	cs        Clientset
 	namespace string // the pod's: the Lease's, and the informers' unless allNamespaces
 	leaseName string
 	identity  string
@@ -180,7 +182,10 @@ func (m *Manager) shutdownDeadline() time.Time {
 }
 
 // New builds a Manager on c's config, HTTP client and namespace, for a Lease
-// named leaseName in c.Namespace(). It sends no request.
+// named leaseName in c.Namespace(). It makes only the clients it needs
+// (coordination, authorization, events), not client-go's whole clientset:
+// a program that wants that makes it with clients.Kubernetes(c). It sends
+// no request.
 func New(c *incluster.Client, leaseName string, opts ...Option) (*Manager, error) {
 	cs, err := newClientset(c)
 	if err != nil {
@@ -199,6 +204,15 @@ func New(c *incluster.Client, leaseName string, opts ...Option) (*Manager, error
 	return m, err
 }
 
+// Clientset is the part of a typed clientset a Manager uses. client-go's
+// kubernetes.Interface has it: a real clientset (clients.Kubernetes), or
+// the fake one of k8s.io/client-go/kubernetes/fake in a unit test.
+type Clientset interface {
+	AuthorizationV1() authorizationv1client.AuthorizationV1Interface
+	CoordinationV1() coordinationv1client.CoordinationV1Interface
+	EventsV1() eventsv1client.EventsV1Interface
+}
+
 // NewForClientset builds a Manager on cs, for a Lease named leaseName in
 // namespace: a program that makes its own clientset, or a unit test with
 // client-go's fake clientset (k8s.io/client-go/kubernetes/fake), which
@@ -206,7 +220,7 @@ func New(c *incluster.Client, leaseName string, opts ...Option) (*Manager, error
 // preflight asks cs SelfSubjectAccessReviews. DynamicInformer and
 // MetadataInformer need WithDynamicClient and WithMetadataClient. It sends
 // no request.
-func NewForClientset(cs kubernetes.Interface, namespace, leaseName string, opts ...Option) (*Manager, error) {
+func NewForClientset(cs Clientset, namespace, leaseName string, opts ...Option) (*Manager, error) {
 	can := func(ctx context.Context, a authorizationv1.ResourceAttributes) (incluster.Decision, error) {
 		return canClusterWide(ctx, cs, a)
 	}
@@ -277,7 +291,7 @@ func (c *clients) metadataClient() (metadata.Interface, error) {
 // AllowAll in unit tests.
 func WithAccessCheck(check AccessCheck) Option { return func(o *options) { o.accessCheck = check } }
 
-func newManager(cs kubernetes.Interface, namespace string, can accessFunc, leaseName string, opts ...Option) (*Manager, error) {
+func newManager(cs Clientset, namespace string, can accessFunc, leaseName string, opts ...Option) (*Manager, error) {
 	o := options{
 		leaseDuration:     DefaultLeaseDuration,
 		renewDeadline:     DefaultRenewDeadline,
@@ -365,8 +379,3 @@ func (m *Manager) Namespace() string { return m.namespace }
 
 // LeaseName returns the Lease's name.
 func (m *Manager) LeaseName() string { return m.leaseName }
-
-// Clientset returns the typed clientset the informers and the election use
-// (the client's connection, protobuf for built-in types), for the work's
-// writes.
-func (m *Manager) Clientset() kubernetes.Interface { return m.cs }

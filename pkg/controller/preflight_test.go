@@ -11,13 +11,10 @@ import (
 	"testing"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/incluster/incluster/pkg/incluster"
 )
-
-var configMaps = corev1.SchemeGroupVersion.WithResource("configmaps")
 
 func TestMissingRules(t *testing.T) {
 	cm := func(ns, verb string) authorizationv1.ResourceAttributes {
@@ -51,10 +48,10 @@ func TestMissingRules(t *testing.T) {
 func TestAccessNeeded(t *testing.T) {
 	m, _ := newTestManager(t, fake.NewClientset(), "me",
 		WithPermissions(authorizationv1.ResourceAttributes{Verb: "patch", Resource: "configmaps"}))
-	if _, err := NewInformer(m, m.Clientset().CoreV1().ConfigMaps); err != nil {
+	if _, err := NewInformer(m, m.fake().CoreV1().ConfigMaps); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewInformer(m, m.Clientset().CoreV1().ConfigMaps, WithLabelSelector("a=b")); err != nil { // same verbs: once
+	if _, err := NewInformer(m, m.fake().CoreV1().ConfigMaps, WithLabelSelector("a=b")); err != nil { // same verbs: once
 		t.Fatal(err)
 	}
 	var got []string
@@ -76,7 +73,7 @@ func TestAccessNeeded(t *testing.T) {
 	}
 
 	all, _ := newTestManager(t, fake.NewClientset(), "me", WithAllNamespaces())
-	if _, err := NewInformer(all, all.Clientset().CoreV1().ConfigMaps); err != nil {
+	if _, err := NewInformer(all, all.fake().CoreV1().ConfigMaps); err != nil {
 		t.Fatal(err)
 	}
 	if a := all.accessNeeded()[0]; a.Namespace != "" || a.Verb != "list" {
@@ -89,7 +86,7 @@ func TestAccessNeeded(t *testing.T) {
 // server: a line saying so, and retries.
 func TestPreflightRecheck(t *testing.T) {
 	m, logs := newTestManager(t, fake.NewClientset(), "me")
-	if _, err := NewInformer(m, m.Clientset().CoreV1().ConfigMaps); err != nil {
+	if _, err := NewInformer(m, m.fake().CoreV1().ConfigMaps); err != nil {
 		t.Fatal(err)
 	}
 	var round atomic.Int32 // counts checks of list configmaps: one per round

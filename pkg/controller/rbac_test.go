@@ -17,7 +17,7 @@ func TestRole(t *testing.T) {
 		authorizationv1.ResourceAttributes{Namespace: "other", Verb: "get", Resource: "secrets", Name: "s"},
 		authorizationv1.ResourceAttributes{Verb: "update", Group: "example.dev", Resource: "widgets", Subresource: "status"},
 	))
-	if _, err := NewInformer(m, m.Clientset().CoreV1().ConfigMaps); err != nil {
+	if _, err := NewInformer(m, m.fake().CoreV1().ConfigMaps); err != nil {
 		t.Fatal(err)
 	}
 	want := `# Made by a test.

@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"time"
 
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+
 	"github.com/incluster/incluster/pkg/controller"
 	"github.com/incluster/incluster/pkg/incluster"
 )
@@ -29,7 +31,11 @@ func fill(ctx context.Context) (func(context.Context) (int, error), error) {
 	if err != nil {
 		return nil, err
 	}
-	inf, err := controller.NewInformer(m, m.Clientset().CoreV1().ConfigMaps)
+	cs, err := corev1client.NewForConfigAndClient(c.Config(), c.HTTPClient())
+	if err != nil {
+		return nil, err
+	}
+	inf, err := controller.NewInformer(m, cs.ConfigMaps)
 	if err != nil {
 		return nil, err
 	}

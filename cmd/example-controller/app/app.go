@@ -14,7 +14,8 @@ import (
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
 	"github.com/incluster/incluster/pkg/controller"
@@ -83,8 +84,8 @@ const RoleName = "incluster-example-controller"
 var permissions = controller.WithPermissions(authorizationv1.ResourceAttributes{Verb: "patch", Resource: "configmaps"})
 
 // informer is the work's informer: the labelled ConfigMaps.
-func informer(m *controller.Manager) (*controller.Informer[*corev1.ConfigMap], error) {
-	return controller.NewInformer(m, m.Clientset().CoreV1().ConfigMaps, controller.WithLabelSelector(Selector))
+func informer(m *controller.Manager, core corev1client.ConfigMapsGetter) (*controller.Informer[*corev1.ConfigMap], error) {
+	return controller.NewInformer(m, core.ConfigMaps, controller.WithLabelSelector(Selector))
 }
 
 // roleHeader is the comment --print-role puts above the Role.
@@ -130,12 +131,22 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	if opts.printRole {
 		// The Manager knows every permission it needs; it sends nothing here.
-		m, err := controller.NewForClientset(&kubernetes.Clientset{}, "default", opts.leaseName, controller.WithIdentity("print-role"), permissions)
+		c, err := incluster.NewForConfig(&rest.Config{Host: "https://unused.invalid"}, "default")
+		if err != nil {
+			log.Error("no client", "err", err)
+			return ExitFailed
+		}
+		m, err := controller.New(c, opts.leaseName, controller.WithIdentity("print-role"), permissions)
 		if err != nil {
 			fmt.Fprintf(stderr, "example-controller: %v; see example-controller --help\n", err)
 			return ExitUsage
 		}
-		if _, err := informer(m); err != nil {
+		core, err := corev1client.NewForConfigAndClient(c.Config(), c.HTTPClient())
+		if err != nil {
+			log.Error("no client", "err", err)
+			return ExitFailed
+		}
+		if _, err := informer(m, core); err != nil {
 			log.Error("no informer", "err", err)
 			return ExitFailed
 		}
@@ -175,12 +186,19 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "example-controller: %v; see example-controller --help\n", err)
 		return ExitUsage
 	}
-	configMaps, err := informer(m)
+	// The core group's typed client alone: the whole clientset
+	// (clients.Kubernetes) would link every group's client.
+	core, err := corev1client.NewForConfigAndClient(c.Config(), c.HTTPClient())
+	if err != nil {
+		log.Error("cannot configure the client", "err", err)
+		return ExitConfig
+	}
+	configMaps, err := informer(m, core)
 	if err != nil {
 		log.Error("no informer", "err", err)
 		return ExitFailed
 	}
-	h := &hasher{cs: m.Clientset(), cache: configMaps,
+	h := &hasher{cs: core, cache: configMaps,
 		identity: m.Identity(), log: log}
 	loop := m.Loop("configmap-hash", configMaps, h.Reconcile, controller.Workers(opts.workers))
 	klog.SetSlogLogger(log) // client-go's own logs (election, informers) in the same stream

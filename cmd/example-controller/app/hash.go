@@ -18,7 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/incluster/incluster/pkg/controller"
@@ -82,7 +82,7 @@ type configMapCache interface {
 // function (controller.Manager.Loop owns the queue, the event handlers of
 // each term, the workers, retries and the work's time budget).
 type hasher struct {
-	cs       kubernetes.Interface
+	cs       corev1client.ConfigMapsGetter
 	cache    configMapCache // the informer's: *controller.Informer[*corev1.ConfigMap]
 	identity string
 	log      *slog.Logger
@@ -123,7 +123,7 @@ func (h *hasher) sync(ctx context.Context, key string) error {
 	}
 	wctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
-	_, err = h.cs.CoreV1().ConfigMaps(ns).Patch(wctx, name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: FieldManager})
+	_, err = h.cs.ConfigMaps(ns).Patch(wctx, name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: FieldManager})
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil

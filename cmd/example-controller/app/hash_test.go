@@ -73,7 +73,7 @@ func newTestHasher(cs *fake.Clientset, objs ...*corev1.ConfigMap) *hasher {
 	for _, o := range objs {
 		_ = idx.Add(o)
 	}
-	return &hasher{cs: cs, cache: indexCache{idx}, identity: "pod-a_x2k4q",
+	return &hasher{cs: cs.CoreV1(), cache: indexCache{idx}, identity: "pod-a_x2k4q",
 		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 }
 
@@ -163,9 +163,8 @@ func TestSync(t *testing.T) {
 // labelled ConfigMaps' informer, the hash loop), without a cluster: the
 // Manager on a fake clientset holding objs, its writes to writes. Short
 // election timings: WorkBudget is 675 ms. cancel shuts it down.
-func runController(t *testing.T, writes kubernetes.Interface, objs ...runtime.Object) (m *controller.Manager, cancel context.CancelFunc, done <-chan error) {
+func runController(t *testing.T, cs *fake.Clientset, writes kubernetes.Interface) (m *controller.Manager, cancel context.CancelFunc, done <-chan error) {
 	t.Helper()
-	cs := fake.NewClientset(objs...)
 	if writes == nil {
 		writes = cs
 	}
@@ -176,11 +175,11 @@ func runController(t *testing.T, writes kubernetes.Interface, objs ...runtime.Ob
 	if err != nil {
 		t.Fatal(err)
 	}
-	cms, err := informer(m)
+	cms, err := informer(m, cs.CoreV1())
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &hasher{cs: writes, cache: cms, identity: m.Identity(),
+	h := &hasher{cs: writes.CoreV1(), cache: cms, identity: m.Identity(),
 		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ctx, cancel := context.WithCancel(t.Context())
 	out, finished := make(chan error, 1), make(chan struct{})
@@ -196,11 +195,12 @@ func runController(t *testing.T, writes kubernetes.Interface, objs ...runtime.Ob
 // cleanly (Run returns nil).
 func TestController(t *testing.T) {
 	cm := labelled("c", "", map[string]string{"k": "v"}, nil)
-	m, cancel, done := runController(t, nil, cm)
+	cs := fake.NewClientset(cm)
+	_, cancel, done := runController(t, cs, nil)
 	var got *corev1.ConfigMap
 	for range 2000 {
 		var err error
-		got, err = m.Clientset().CoreV1().ConfigMaps("app").Get(t.Context(), "c", metav1.GetOptions{})
+		got, err = cs.CoreV1().ConfigMaps("app").Get(t.Context(), "c", metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -277,8 +277,8 @@ func wait[T any](t *testing.T, ch <-chan T, what string) T {
 // (one worker) is not written.
 func TestShutdownStopsWriting(t *testing.T) {
 	ps, cs := newPatchServer(t)
-	_, cancel, done := runController(t, cs,
-		labelled("a", "1", map[string]string{"k": "a"}, nil), labelled("b", "1", map[string]string{"k": "b"}, nil))
+	_, cancel, done := runController(t, fake.NewClientset(
+		labelled("a", "1", map[string]string{"k": "a"}, nil), labelled("b", "1", map[string]string{"k": "b"}, nil)), cs)
 	first := wait(t, ps.started, "the first write")
 	cancel()
 	select {
@@ -304,7 +304,7 @@ func TestShutdownStopsWriting(t *testing.T) {
 // returns.
 func TestWriteBudget(t *testing.T) {
 	ps, cs := newPatchServer(t)
-	m, cancel, done := runController(t, cs, labelled("a", "1", map[string]string{"k": "a"}, nil))
+	m, cancel, done := runController(t, fake.NewClientset(labelled("a", "1", map[string]string{"k": "a"}, nil)), cs)
 	budget := m.WorkBudget()
 	wait(t, ps.started, "the write")
 	cancel()
