@@ -91,16 +91,20 @@ func TestRunCancelled(t *testing.T) {
 // deploy/controller's Role is what --print-role prints: the permissions are
 // written once, in the program.
 func TestRoleMatchesDeploy(t *testing.T) {
-	var stdout, stderr bytes.Buffer
-	if code := Run(context.Background(), []string{"--print-role"}, &stdout, &stderr); code != ExitOK {
-		t.Fatalf("--print-role: exit %d; stderr:\n%s", code, stderr.String())
-	}
-	const file = "../../../deploy/controller/role.yaml"
-	want, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if stdout.String() != string(want) {
-		t.Errorf("%s differs from example-controller --print-role; update it with:\n  go run ./cmd/example-controller --print-role > deploy/controller/role.yaml\nprinted:\n%s", file, stdout.String())
+	for _, tt := range []struct{ args, file string }{
+		{"--print-role", "deploy/controller/role.yaml"},
+		{"--bundles --print-role", "deploy/bundles/role.yaml"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := Run(context.Background(), strings.Fields(tt.args), &stdout, &stderr); code != ExitOK {
+			t.Fatalf("%s: exit %d; stderr:\n%s", tt.args, code, stderr.String())
+		}
+		want, err := os.ReadFile(filepath.Join("..", "..", "..", tt.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if stdout.String() != string(want) {
+			t.Errorf("%s differs from example-controller %s; update it with:\n  go run ./cmd/example-controller %s > %s\nprinted:\n%s", tt.file, tt.args, tt.args, tt.file, stdout.String())
+		}
 	}
 }
