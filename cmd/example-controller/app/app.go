@@ -148,7 +148,8 @@ Least privilege, in this namespace only: what the controller checks at start
 the rule to add here).
   configmaps: list and watch for its two informers (hashed ConfigMaps, and
     the Bundles' own), patch to write the hash annotations and to apply the
-    Bundles' ConfigMaps (server-side apply: patch creates too).
+    Bundles' ConfigMaps (server-side apply), create for an apply that
+    creates one.
   bundles: list and watch; bundles/status: update (the Ready condition).
   events (events.k8s.io): create and patch, for the Events on Bundles.
   leases: create the Lease the first time (RBAC cannot restrict create by

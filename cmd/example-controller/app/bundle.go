@@ -51,10 +51,12 @@ const (
 	ReasonApplyFailed = "ApplyFailed"
 )
 
-// bundlePermissions are the Bundle loop's writes: the ConfigMaps (server-side
-// apply: patch, which creates too) and the Bundles' status (update).
+// bundlePermissions are the Bundle loop's writes: the ConfigMaps
+// (server-side apply is a patch; the API server also asks for create when
+// the ConfigMap does not exist yet) and the Bundles' status (update).
 var bundlePermissions = controller.WithPermissions(
 	authorizationv1.ResourceAttributes{Verb: "patch", Resource: "configmaps"},
+	authorizationv1.ResourceAttributes{Verb: "create", Resource: "configmaps"},
 	authorizationv1.ResourceAttributes{Verb: "update", Group: BundleResource.Group, Resource: "bundles", Subresource: "status"},
 )
 
