@@ -202,3 +202,53 @@ func TestLoopTermEnds(t *testing.T) {
 	default:
 	}
 }
+
+// Loops runs several loops in one term: each reconciles its own objects;
+// a loop that cannot start (its informer stopped) ends the term for all,
+// and Run returns its error.
+func TestLoops(t *testing.T) {
+	cs := fake.NewClientset(configMap(testNS, "c1", nil),
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: "s1"}})
+	m, _ := newTestManager(t, cs, "a")
+	secrets, err := NewInformer(m, cs.CoreV1().Secrets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cms, err := NewInformer(m, cs.CoreV1().ConfigMaps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make(chan string, 10)
+	report := func(kind string) Reconciler {
+		return func(_ context.Context, req Request) (Result, error) {
+			seen <- kind + " " + req.Name
+			return Result{}, nil
+		}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := runAsync(ctx, m, Loops(m.Loop("secrets", secrets, report("secret")), m.Loop("configmaps", cms, report("configmap"))))
+	got := map[string]bool{}
+	for len(got) < 2 {
+		got[within(t, seen, "both loops to reconcile")] = true
+	}
+	if !got["secret s1"] || !got["configmap c1"] {
+		t.Errorf("reconciled %v, want secret s1 and configmap c1", got)
+	}
+	cancel()
+	if err := within(t, done, "Run to return"); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+
+	// An informer that has stopped (m's, now that its Run returned) takes
+	// no handler: that loop fails, and with it the term.
+	m2, _ := newTestManager(t, fake.NewClientset(), "b")
+	good, err := NewInformer(m2, m2.fake().CoreV1().ConfigMaps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done = runAsync(t.Context(), m2, Loops(m2.Loop("bad", secrets, report("bad")), m2.Loop("good", good, report("good"))))
+	err = within(t, done, "Run to return after the bad loop failed")
+	if err == nil || !strings.Contains(err.Error(), "loop bad") {
+		t.Errorf("Run = %v, want the bad loop's error", err)
+	}
+}
