@@ -691,22 +691,30 @@ func TestController(t *testing.T) {
 			t.Fatal(err)
 		}
 		holder, at := e.waitHolder(60*time.Second, func(h string) bool { return h != oldHolder })
-		bound := leaseBound(l)
-		t.Logf("SIGKILL of the leader %s: new holder %s after %.2f s (bound: lease + 2 x retry = %s)", leader, holder, at.Sub(killed).Seconds(), bound)
+		bound := leaseBound(e, l)
+		t.Logf("SIGKILL of the leader %s: new holder %s after %.2f s (bound: lease + 2 x 2.2 x retry = %s)", leader, holder, at.Sub(killed).Seconds(), bound)
 		if at.Sub(killed) > bound {
 			t.Errorf("new leader after %.1f s, want within %s", at.Sub(killed).Seconds(), bound)
 		}
 	})
 }
 
-// leaseBound is lease duration + 2 x retry period (the retry period is the
-// example's default; the Lease does not record it).
-func leaseBound(l *coordinationv1.Lease) time.Duration {
+// leaseBound is how long after the leader's last renewal a standby may
+// take the Lease at the latest: the standby notes a renewal at its next try
+// (client-go spaces tries by the retry period plus up to 1.2 x that:
+// jitter), may take the Lease a lease duration later, and does at its next
+// try after that: lease duration + 2 x 2.2 x retry period. The retry period
+// is deploy/controller's --retry-period (the Lease does not record it).
+func leaseBound(e *controllerEnv, l *coordinationv1.Lease) time.Duration {
 	lease := 15 * time.Second
 	if l.Spec.LeaseDurationSeconds != nil {
 		lease = time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
 	}
-	return lease + 2*2*time.Second
+	retry, err := time.ParseDuration(flagValue(e, "--retry-period", "2s"))
+	if err != nil {
+		e.t.Fatalf("--retry-period in %s: %v", controllerDeployDir, err)
+	}
+	return lease + time.Duration(2*2.2*float64(retry))
 }
 
 // lastLines returns the last n lines of s.
