@@ -163,6 +163,15 @@ func stripComments(doc string) string {
 	return b.String()
 }
 
+// in returns e for a subtest: its helpers (waitReady, waitHolder, waitHash)
+// then fail t, as FailNow must be called from the failing test's own
+// goroutine.
+func (e *controllerEnv) in(t *testing.T) *controllerEnv {
+	c := *e
+	c.t = t
+	return &c
+}
+
 // pods returns the controller's pods that are not being deleted.
 func (e *controllerEnv) pods(ctx context.Context) []corev1.Pod {
 	list, err := client.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{LabelSelector: e.selector})
@@ -460,6 +469,7 @@ func TestController(t *testing.T) {
 	t.Logf("2 replicas Ready %.1f s after the Deployment was created", time.Since(start).Seconds())
 
 	t.Run("one_leader", func(t *testing.T) {
+		e := e.in(t) // its helpers fail this subtest, not the parent
 		leader := e.leaderPod(t)
 		for _, p := range e.pods(ctx) {
 			for _, path := range []string{"/healthz", "/readyz"} {
@@ -477,19 +487,15 @@ func TestController(t *testing.T) {
 	})
 
 	cms := client.CoreV1().ConfigMaps(e.ns)
-	waitHash := func(name string, since time.Time) (time.Duration, *corev1.ConfigMap) {
-		t.Helper()
-		return e.waitHash(name, since, 30*time.Second)
-	}
-
 	t.Run("hash_written", func(t *testing.T) {
+		e := e.in(t) // its helpers fail this subtest, not the parent
 		created := time.Now()
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "app-config", Labels: map[string]string{hashLabel: "true"}},
 			Data: map[string]string{"greeting": "hello"}}
 		if _, err := cms.Create(ctx, cm, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		d, got := waitHash("app-config", created)
+		d, got := e.waitHash("app-config", created, 30*time.Second)
 		t.Logf("hash written %.2f s after create, by %s", d.Seconds(), got.Annotations[writerAnnot])
 		if d > 2*time.Second {
 			t.Errorf("hash written %.2f s after create, want within 2 s", d.Seconds())
@@ -499,7 +505,7 @@ func TestController(t *testing.T) {
 		if _, err := cms.Update(ctx, got, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		d, _ = waitHash("app-config", changed)
+		d, _ = e.waitHash("app-config", changed, 30*time.Second)
 		t.Logf("hash updated %.2f s after a data change", d.Seconds())
 		if d > 2*time.Second {
 			t.Errorf("hash updated %.2f s after the change, want within 2 s", d.Seconds())
@@ -515,6 +521,7 @@ func TestController(t *testing.T) {
 	})
 
 	t.Run("apiserver_restart", func(t *testing.T) {
+		e := e.in(t) // its helpers fail this subtest, not the parent
 		restart := os.Getenv("E2E_RESTART_APISERVER")
 		if restart == "" {
 			t.Fatal("E2E_RESTART_APISERVER is not set (hack/e2e.sh and hack/kind.sh set it)")
@@ -543,7 +550,7 @@ func TestController(t *testing.T) {
 			Data: map[string]string{"k": "v"}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		d, cm := waitHash("after-restart", created)
+		d, cm := e.waitHash("after-restart", created, 30*time.Second)
 		l1 := e.getLease(t)
 		after := leaseHolder(l1)
 		marks := leadershipLines(logLinesSince(e.logs(ctx, podOf(before)), stopped))
@@ -579,6 +586,7 @@ func TestController(t *testing.T) {
 	})
 
 	t.Run("handoff", func(t *testing.T) {
+		e := e.in(t) // its helpers fail this subtest, not the parent
 		// A writer changes a labelled ConfigMap every 100 ms for the whole
 		// subtest; the controller re-hashes it each time. Each leader, the
 		// first and the 5 that take over, has changes to hash while it
@@ -624,6 +632,7 @@ func TestController(t *testing.T) {
 	})
 
 	t.Run("sigterm", func(t *testing.T) {
+		e := e.in(t) // its helpers fail this subtest, not the parent
 		// Delete a replica (the leader) and watch its container end: exit 0,
 		// well inside the grace period, and the Lease released: once the
 		// container has exited, the Lease has no holder or already the other
@@ -672,6 +681,7 @@ func TestController(t *testing.T) {
 	})
 
 	t.Run("sigkill", func(t *testing.T) {
+		e := e.in(t) // its helpers fail this subtest, not the parent
 		kill := os.Getenv("E2E_KILL_CONTAINER")
 		if kill == "" {
 			t.Fatal("E2E_KILL_CONTAINER is not set (hack/e2e.sh and hack/kind.sh set it)")
