@@ -117,7 +117,11 @@ func (b *bundles) Reconcile(ctx context.Context, req controller.Request) (contro
 			ready.Status, ready.Reason, ready.Message = metav1.ConditionFalse, ReasonApplyFailed, applyErr.Error()
 		} else {
 			want.ConfigMap = obj.GetName()
-			ready.Message = fmt.Sprintf("ConfigMap %s has the %d keys of spec.data", obj.GetName(), len(data))
+			keys := fmt.Sprintf("%d keys", len(data))
+			if len(data) == 1 {
+				keys = "1 key"
+			}
+			ready.Message = fmt.Sprintf("ConfigMap %s holds spec.data (%s)", obj.GetName(), keys)
 		}
 	}
 	want.Conditions = slices.Clone(status.Conditions)
