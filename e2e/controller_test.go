@@ -484,6 +484,23 @@ func TestController(t *testing.T) {
 			}
 		}
 		t.Logf("leader %s, Lease holder %s", leader, e.holder(ctx))
+
+		// The Go memory limit, from the container's (deployment.yaml's
+		// limits.memory) times 0.9, as each replica logged it at start.
+		limit := e.deployment.Spec.Template.Spec.Containers[0].Resources.Limits.Memory().Value()
+		want := fmt.Sprintf(` GOMEMLIMIT=%d containerLimit=%d `, int64(float64(limit)*0.9), limit)
+		for _, p := range e.pods(ctx) {
+			line := ""
+			for _, l := range strings.Split(e.logs(ctx, p.Name), "\n") {
+				if strings.Contains(l, `msg="memory limit: `) {
+					line = l
+				}
+			}
+			t.Logf("%s: %s", p.Name, line)
+			if !strings.Contains(line, "GOMEMLIMIT set from the container's memory limit") || !strings.Contains(line, want) {
+				t.Errorf("%s logged %q, want the Go memory limit set from the container's limit (%s)", p.Name, line, want)
+			}
+		}
 	})
 
 	cms := client.CoreV1().ConfigMaps(e.ns)

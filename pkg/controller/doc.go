@@ -32,7 +32,9 @@
 //     label and field selectors and transform (WithLabelSelector,
 //     WithFieldSelector, WithInformerTransform). Each joins the preflight,
 //     readiness and Run.
-//  4. Leader election with a Lease named by the caller in the pod's namespace;
+//  4. The Go memory limit (GOMEMLIMIT) set to 0.9 x the container's memory
+//     limit unless GOMEMLIMIT is set (WithMemoryLimitRatio; memory.go).
+//  5. Leader election with a Lease named by the caller in the pod's namespace;
 //     the identity is POD_NAME (downward API), else the hostname, plus "_"
 //     and 5 random characters (Identity). Lease 15 s, renew deadline 10 s,
 //     retry 2 s, as controller-runtime. The elected replica runs the work.
@@ -121,7 +123,8 @@
 // whether this replica may work (the invariant). work.go: the work's
 // contract (budget, panics, AddEventHandler). loop.go: the reconcile loop.
 // informers.go: informers and their sync. preflight.go: the RBAC preflight;
-// rbac.go: the Role it implies. events.go: Events.
+// rbac.go: the Role it implies. events.go: Events. memory.go: the Go
+// memory limit.
 // run.go: Run and the probes. manager.go: New and the options.
 //
 // Logs go to a log/slog logger (WithLogger). client-go's own logs go through

@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/dynamic"
@@ -68,6 +70,7 @@ type options struct {
 	accessCheck       AccessCheck
 	dynamicClient     dynamic.Interface
 	metadataClient    metadata.Interface
+	memoryLimitRatio  float64
 }
 
 // WithIdentity sets the Lease holder's name instead of Identity's.
@@ -168,7 +171,9 @@ type Manager struct {
 	checking atomic.Bool                   // checkHolder runs
 	events   events.EventBroadcaster       // EventRecorder's, nil if none
 	newLock  func() resourcelock.Interface // newLeaseLock; tests wrap it
-	panics   atomic.Uint64
+	// memoryProvider reads the container's memory limit (memory.go).
+	memoryProvider memlimit.Provider
+	panics         atomic.Uint64
 
 	shutdownOnce sync.Once
 	shutdownAt   time.Time // when the shutdown must be over
@@ -300,6 +305,7 @@ func newManager(cs Clientset, namespace string, can accessFunc, leaseName string
 		probeAddress:      DefaultProbeAddress,
 		preflightInterval: DefaultPreflightInterval,
 		transform:         DropManagedFields,
+		memoryLimitRatio:  DefaultMemoryLimitRatio,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -331,6 +337,7 @@ func newManager(cs Clientset, namespace string, can accessFunc, leaseName string
 	}
 	m.leases = m.newLeaseInformer()
 	m.newLock = m.newLeaseLock
+	m.memoryProvider = memlimit.FromCgroup
 	return m, nil
 }
 
@@ -360,6 +367,9 @@ func validate(namespace, leaseName string, o options) error {
 	}
 	if o.leaseDuration > o.renewDeadline && o.renewDeadline > 0 && o.retryPeriod > 0 && workBudget(o) <= 0 {
 		problems = append(problems, fmt.Sprintf("the lease duration (%s) must exceed the renew deadline (%s) by more than half the retry period (%s): the difference is the work's time budget after a lost renewal (WorkBudget)", o.leaseDuration, o.renewDeadline, o.retryPeriod))
+	}
+	if math.IsNaN(o.memoryLimitRatio) || o.memoryLimitRatio < 0 || o.memoryLimitRatio > 1 {
+		problems = append(problems, fmt.Sprintf("the memory limit ratio is %g: want 0 (off) to 1", o.memoryLimitRatio))
 	}
 	if o.leaseDuration > 0 && o.leaseDuration%time.Second != 0 {
 		problems = append(problems, fmt.Sprintf("the lease duration (%s) must be whole seconds: the Lease stores seconds", o.leaseDuration))

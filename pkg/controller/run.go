@@ -41,6 +41,7 @@ func (m *Manager) Run(ctx context.Context, work Work) error {
 	defer stopProbes()
 
 	m.log.Info("starting", "namespace", m.informerNamespace(), "probes", m.o.probeAddress)
+	m.setMemoryLimit(ctx)
 	if !m.preflight(ctx) {
 		return nil // shut down before the start
 	}
