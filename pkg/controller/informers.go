@@ -230,12 +230,10 @@ func NewClusterInformer[T Object, L runtime.Object, C Client[T, L]](m *Manager, 
 }
 
 func newTypedInformer[T Object](m *Manager, ns string, list cache.ListWithContextFunc, watchFn cache.WatchFuncWithContext, opts []InformerOption) (*Informer[T], error) {
-	var zero T
-	rt := reflect.TypeOf(zero)
-	if rt == nil || rt.Kind() != reflect.Pointer {
-		return nil, fmt.Errorf("informer: the client's objects are %v, want a pointer type such as *corev1.Secret", rt)
+	example, err := newObject[T]()
+	if err != nil {
+		return nil, err
 	}
-	example, _ := reflect.New(rt.Elem()).Interface().(runtime.Object)
 	io := applyInformerOptions(opts)
 	if io.gvr.Empty() {
 		gvks, _, err := scheme.Scheme.ObjectKinds(example)
@@ -260,21 +258,12 @@ func (m *Manager) DynamicInformer(gvr schema.GroupVersionResource, opts ...Infor
 	if err != nil {
 		return nil, fmt.Errorf("dynamic informer for %s: %w", gvr.String(), err)
 	}
-	io := applyInformerOptions(opts)
-	io.gvr = gvr
-	ns := m.scopeNamespace(io)
-	var c dynamic.ResourceInterface = dc.Resource(gvr)
-	if ns != "" {
-		c = dc.Resource(gvr).Namespace(ns)
-	}
-	inf, err := m.addInformer(io, ns, &unstructured.Unstructured{}, &cache.ListWatch{
-		ListWithContextFunc:  func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return c.List(ctx, o) },
-		WatchFuncWithContext: c.Watch,
-	}, dc)
-	if err != nil {
-		return nil, err
-	}
-	return newInformer[*unstructured.Unstructured](inf, gvr), nil
+	return resourceInformer[*unstructured.Unstructured](m, gvr, opts, dc, func(ns string) dynamic.ResourceInterface {
+		if ns == "" {
+			return dc.Resource(gvr)
+		}
+		return dc.Resource(gvr).Namespace(ns)
+	})
 }
 
 // MetadataInformer makes an informer that caches only the metadata of the
@@ -289,21 +278,51 @@ func (m *Manager) MetadataInformer(gvr schema.GroupVersionResource, opts ...Info
 	if err != nil {
 		return nil, fmt.Errorf("metadata informer for %s: %w", gvr.String(), err)
 	}
+	return resourceInformer[*metav1.PartialObjectMetadata](m, gvr, opts, mc, func(ns string) metadata.ResourceInterface {
+		if ns == "" {
+			return mc.Resource(gvr)
+		}
+		return mc.Resource(gvr).Namespace(ns)
+	})
+}
+
+// listWatcher is a dynamic or metadata client of one resource.
+type listWatcher[L runtime.Object] interface {
+	List(ctx context.Context, opts metav1.ListOptions) (L, error)
+	Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error)
+}
+
+// resourceInformer makes the informer of DynamicInformer and
+// MetadataInformer over client(namespace) (namespace "": all), client
+// being the dynamic or metadata client semantics.
+func resourceInformer[T Object, L runtime.Object, C listWatcher[L]](m *Manager, gvr schema.GroupVersionResource, opts []InformerOption, semantics any, client func(namespace string) C) (*Informer[T], error) {
 	io := applyInformerOptions(opts)
 	io.gvr = gvr
 	ns := m.scopeNamespace(io)
-	var c metadata.ResourceInterface = mc.Resource(gvr)
-	if ns != "" {
-		c = mc.Resource(gvr).Namespace(ns)
-	}
-	inf, err := m.addInformer(io, ns, &metav1.PartialObjectMetadata{}, &cache.ListWatch{
-		ListWithContextFunc:  func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return c.List(ctx, o) },
-		WatchFuncWithContext: c.Watch,
-	}, mc)
+	c := client(ns)
+	example, err := newObject[T]()
 	if err != nil {
 		return nil, err
 	}
-	return newInformer[*metav1.PartialObjectMetadata](inf, gvr), nil
+	inf, err := m.addInformer(io, ns, example, &cache.ListWatch{
+		ListWithContextFunc:  func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return c.List(ctx, o) },
+		WatchFuncWithContext: c.Watch,
+	}, semantics)
+	if err != nil {
+		return nil, err
+	}
+	return newInformer[T](inf, gvr), nil
+}
+
+// newObject returns a new T, T being a pointer type such as *corev1.Secret.
+func newObject[T Object]() (runtime.Object, error) {
+	var zero T
+	rt := reflect.TypeOf(zero)
+	if rt == nil || rt.Kind() != reflect.Pointer {
+		return nil, fmt.Errorf("informer: the client's objects are %v, want a pointer type such as *corev1.Secret", rt)
+	}
+	o, _ := reflect.New(rt.Elem()).Interface().(runtime.Object)
+	return o, nil
 }
 
 func newInformer[T Object](inf cache.SharedIndexInformer, gvr schema.GroupVersionResource) *Informer[T] {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,7 @@ import (
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	eventsv1client "k8s.io/client-go/kubernetes/typed/events/v1"
 	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/tools/leaderelection"
@@ -260,35 +262,36 @@ type clients struct {
 }
 
 func (c *clients) dynamicClient() (dynamic.Interface, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.dyn == nil && c.config != nil {
-		d, err := dynamic.NewForConfigAndClient(c.config.Config(), c.config.HTTPClient())
-		if err != nil {
-			return nil, err
-		}
-		c.dyn = d
-	}
-	if c.dyn == nil {
-		return nil, errors.New("no dynamic client: New makes one; with NewForClientset pass WithDynamicClient")
-	}
-	return c.dyn, nil
+	return lazyClient(&c.mu, &c.dyn, c.config, "dynamic", "WithDynamicClient",
+		func(cfg *rest.Config, hc *http.Client) (dynamic.Interface, error) {
+			return dynamic.NewForConfigAndClient(cfg, hc)
+		})
 }
 
 func (c *clients) metadataClient() (metadata.Interface, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.meta == nil && c.config != nil {
-		mc, err := metadata.NewForConfigAndClient(c.config.Config(), c.config.HTTPClient())
+	return lazyClient(&c.mu, &c.meta, c.config, "metadata", "WithMetadataClient",
+		func(cfg *rest.Config, hc *http.Client) (metadata.Interface, error) {
+			return metadata.NewForConfigAndClient(cfg, hc)
+		})
+}
+
+// lazyClient returns *have, made on first use from New's client (config)
+// when it was not given; option names the Option that gives one.
+func lazyClient[T comparable](mu *sync.Mutex, have *T, config *incluster.Client, what, option string, newClient func(*rest.Config, *http.Client) (T, error)) (T, error) {
+	mu.Lock()
+	defer mu.Unlock()
+	var none T
+	if *have == none && config != nil {
+		c, err := newClient(config.Config(), config.HTTPClient())
 		if err != nil {
-			return nil, err
+			return none, err
 		}
-		c.meta = mc
+		*have = c
 	}
-	if c.meta == nil {
-		return nil, errors.New("no metadata client: New makes one; with NewForClientset pass WithMetadataClient")
+	if *have == none {
+		return none, fmt.Errorf("no %s client: New makes one; with NewForClientset pass %s", what, option)
 	}
-	return c.meta, nil
+	return *have, nil
 }
 
 // WithAccessCheck makes the RBAC preflight ask check instead of the API
