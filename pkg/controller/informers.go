@@ -112,7 +112,8 @@ type Object interface {
 // *metav1.PartialObjectMetadata (MetadataInformer). Pass it to Manager.Loop
 // and Owns; read the cache with Get and List. Make it with NewInformer,
 // NewClusterInformer, Manager.DynamicInformer or Manager.MetadataInformer,
-// before Run.
+// before Run. Add event handlers with Manager.AddEventHandler (for the
+// term, panics recovered), not on the informer directly.
 type Informer[T Object] struct {
 	cache.TypedSharedIndexInformer[T]
 	gvr    schema.GroupVersionResource
@@ -192,7 +193,7 @@ func WithResource(gvr schema.GroupVersionResource) InformerOption {
 }
 
 // WithClusterScope is for DynamicInformer and MetadataInformer of a
-// cluster-scoped resource (nodes, namespaces, most CRDs' "Cluster" scope):
+// cluster-scoped resource (nodes, namespaces, a CRD of scope Cluster):
 // the informer watches it cluster-wide, and the preflight asks at cluster
 // scope.
 func WithClusterScope() InformerOption {
