@@ -21,6 +21,7 @@ import (
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
 	metadatafake "k8s.io/client-go/metadata/fake"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
@@ -85,6 +86,22 @@ func TestInformerScopeAndTransform(t *testing.T) {
 	}
 	if cms.Resource() != corev1.SchemeGroupVersion.WithResource("configmaps") {
 		t.Errorf("Resource() = %v", cms.Resource())
+	}
+
+	// Both selectors reach the API server, on the informer's list.
+	cs2 := fake.NewClientset()
+	lists := make(chan k8stesting.ListRestrictions, 10)
+	cs2.PrependReactor("list", "secrets", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		lists <- a.(k8stesting.ListAction).GetListRestrictions()
+		return false, nil, nil
+	})
+	m2, _ := newTestManager(t, cs2, "me")
+	if _, err := NewInformer(m2, cs2.CoreV1().Secrets, WithLabelSelector("a=b"), WithFieldSelector("type=kubernetes.io/tls")); err != nil {
+		t.Fatal(err)
+	}
+	syncInformers(t, m2)
+	if r := within(t, lists, "the Secrets' list"); r.Labels.String() != "a=b" || r.Fields.String() != "type=kubernetes.io/tls" {
+		t.Errorf("the list asked labels %q, fields %q; want a=b and type=kubernetes.io/tls", r.Labels, r.Fields)
 	}
 
 	if _, err := NewInformer(m, cs.CoreV1().ConfigMaps, WithLabelSelector("a in (")); err == nil {
