@@ -8,7 +8,7 @@
 // binary, built with one build tag, so that each links only its stack:
 //
 //	-tags incluster           the library with its defaults: incluster.New,
-//	                          controller.New, Informer(configmaps), Run (RBAC
+//	                          controller.New, NewInformer(configmaps), Run (RBAC
 //	                          preflight, then the scoped informer: protobuf,
 //	                          managedFields dropped, the client's rate limit)
 //	-tags clientgo            client-go's defaults: rest.InClusterConfig
