@@ -66,12 +66,12 @@ fuzz:
 lint:
 	hack/lint.sh
 
-## image: the demo and example-controller images as tarballs in $(OUT)/images/, for
+## image: the demo, example-controller and scrape images as tarballs in $(OUT)/images/, for
 ## this host's platform or PLATFORMS (e.g. linux/amd64,linux/arm64: one image index).
 image:
 	hack/images.sh demo
 
-## images: every image the clusters need (demo, example-controller, pause, coredns, kubectl, dnscheck).
+## images: every image the clusters need (demo, example-controller, scrape, pause, coredns, kubectl, dnscheck).
 images:
 	hack/images.sh all
 

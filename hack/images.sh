@@ -6,7 +6,9 @@
 #   demo.tar      ${DEMO_IMAGE:-incluster-demo:dev}  ./cmd/demo, entrypoint /demo
 #   example-controller.tar  ${CONTROLLER_IMAGE:-incluster-example-controller:dev}
 #                 ./cmd/example-controller, entrypoint /example-controller
-#                 (built with demo.tar, by `demo` and `all`)
+#   scrape.tar    incluster.local/scrape:v1          hack/cmd/scrape, entrypoint /scrape
+#                 (the e2e suite's HTTPS scraper pod)
+#                 (these three: built by `demo` and by `all`)
 #   pause.tar     incluster.local/pause:v1           hack/cmd/pause (pod sandbox)
 #   coredns.tar   incluster.local/coredns:COREDNS_VERSION    hack/coredns
 #   kubectl.tar   incluster.local/kubectl:KUBERNETES_VERSION kubectl, entrypoint /bin/kubectl (as the official image)
@@ -16,12 +18,13 @@
 # Platforms: every image is a Linux image (GOOS=linux, GOARCH given,
 # CGO_ENABLED=0), whatever the host, and its config says which (mkimage
 # checks the binary's ELF machine against it).
-#   - demo and example-controller: for PLATFORMS, comma-separated, default
-#     linux/<this host's architecture> (the local cluster's); hack/kind.sh
-#     passes the kind node's. One platform gives a docker-archive tarball;
-#     several (PLATFORMS=linux/amd64,linux/arm64) one multi-platform image
-#     index in an OCI image-layout tarball, which `kind load image-archive`
-#     and `ctr images import` take (docs/platforms.md).
+#   - demo, example-controller and scrape: for PLATFORMS, comma-separated,
+#     default linux/<this host's architecture> (the local cluster's);
+#     hack/kind.sh passes the kind node's. One platform gives a
+#     docker-archive tarball; several (PLATFORMS=linux/amd64,linux/arm64) one
+#     multi-platform image index in an OCI image-layout tarball, which
+#     `kind load image-archive` and `ctr images import` take
+#     (docs/platforms.md).
 #   - pause, coredns, kubectl, dnscheck (`all`): this host's platform only.
 #     They serve the local cluster and the offline kind node image, which
 #     run here (Linux), and coredns and kubectl come from hack/build-k8s.sh,
@@ -147,6 +150,8 @@ build_controller() {
 
 build_demo
 build_controller
+# The e2e suite's scraper pod (hack/cmd/scrape, always there): kind loads it.
+go_image scrape incluster.local/scrape:v1 "${HACK_DIR}" ./cmd/scrape
 if [[ ${what} == all ]]; then
 	# This host's platform only (see the top).
 	host=linux/${HOST_ARCH}

@@ -7,8 +7,8 @@
 #   up     create the cluster ${KIND_CLUSTER:-incluster} unless it exists, write
 #          its kubeconfig to _output/kind.kubeconfig (~/.kube/config is not
 #          touched), load the image tarballs of _output/images named in
-#          KIND_IMAGES (default: demo example-controller; hack/images.sh
-#          writes them) into it
+#          KIND_IMAGES (default: demo example-controller scrape;
+#          hack/images.sh demo writes them) into it
 #   down   delete the cluster and _output/kind.kubeconfig
 #   e2e    up, the suite (hack/e2e.sh suite) against the cluster, down on exit
 #          (also on failure or Ctrl-C; KIND_KEEP=1 leaves the cluster up)
@@ -53,7 +53,7 @@ set -euo pipefail
 # shellcheck source=hack/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # HACK_DIR, ROOT, hack/versions, log/warn/die; bash 4.4+
 KIND_CLUSTER=${KIND_CLUSTER:-incluster}
-KIND_IMAGES=${KIND_IMAGES:-demo example-controller}
+KIND_IMAGES=${KIND_IMAGES:-demo example-controller scrape}
 CONFIG=${ROOT}/kind-config.yaml
 KUBECONFIG_OUT=${ROOT}/_output/kind.kubeconfig
 IMAGES=${ROOT}/_output/images
@@ -213,9 +213,10 @@ up() {
 	find_kind
 	# The node image first: it builds every image tarball (images.sh all).
 	if [[ ${KIND_NODE_IMAGE} == offline ]]; then offline_image; fi
-	# The demo and example-controller images of this tree, under ${DEMO_IMAGE}
-	# and ${CONTROLLER_IMAGE:-incluster-example-controller:dev} (quick when up to date),
-	# for the node's platform, or PLATFORMS (e.g. linux/amd64,linux/arm64).
+	# The demo, example-controller and scrape images of this tree, under
+	# ${DEMO_IMAGE}, ${CONTROLLER_IMAGE:-incluster-example-controller:dev} and
+	# incluster.local/scrape:v1 (quick when up to date), for the node's
+	# platform, or PLATFORMS (e.g. linux/amd64,linux/arm64).
 	local node
 	node=$(node_platform)
 	if [[ -n ${PLATFORMS:-} && ",${PLATFORMS// /}," != *",${node},"* ]]; then

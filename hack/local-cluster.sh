@@ -69,7 +69,7 @@ ISSUER=https://kubernetes.default.svc.${DOMAIN}
 # Start order; down stops them in reverse.
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy)
 # Images imported into containerd (tarballs from hack/images.sh all).
-IMAGE_NAMES=(pause coredns kubectl dnscheck demo example-controller)
+IMAGE_NAMES=(pause coredns kubectl dnscheck demo example-controller scrape)
 # Sysctls that kubelet, kube-proxy or the bridge CNI plugin may change: saved
 # by up, restored by down.
 SYSCTLS=(

@@ -64,6 +64,7 @@ type leaseGate struct {
 	now            func() time.Time
 	requestTimeout time.Duration
 	onTaken        func(holder string) // called once, when the Lease is first found taken, before the work is cancelled; with mu held
+	onRenewed      func(t time.Time)   // called after each write of the Lease as this replica's, with its renewTime; nil: none
 
 	mu        sync.Mutex
 	closed    bool // no work may start any more
@@ -186,6 +187,9 @@ func (g *leaseGate) renewed(r resourcelock.LeaderElectionRecord, err error) {
 	g.held, g.lastRenew = true, r.RenewTime.Time
 	g.takenBy = ""
 	g.mu.Unlock()
+	if g.onRenewed != nil {
+		g.onRenewed(r.RenewTime.Time)
+	}
 }
 
 // observe takes note of the holder the Lease names now. Another holder than
@@ -307,6 +311,7 @@ func (m *Manager) contend(ctx context.Context, work Work) (again bool, err error
 	g.onTaken = func(holder string) {
 		m.log.Warn("the Lease is held by another holder: stopping the work", "holder", holder)
 	}
+	g.onRenewed = func(t time.Time) { m.o.metrics.Renewed(m.leaseName, t) }
 	m.round.Store(g)
 	workDone := make(chan workResult, 1)
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
@@ -320,6 +325,7 @@ func (m *Manager) contend(ctx context.Context, work Work) (again bool, err error
 			OnStartedLeading: func(leCtx context.Context) { m.lead(ctx, leCtx, g, work, workDone) },
 			OnStoppedLeading: func() {},
 			OnNewLeader: func(id string) {
+				m.o.metrics.LeaderObserved(m.leaseName, id)
 				m.observedLeader.Store(&id)
 				if id != m.identity {
 					m.log.Info("leader observed", "leader", id)
@@ -437,6 +443,7 @@ func (m *Manager) lead(ctx, leCtx context.Context, g *leaseGate, work Work, done
 	defer context.AfterFunc(ctx, func() { cancel(errShutdown) })()
 	go m.watchdog(workCtx, g)
 	m.log.Info("leading: the work starts")
+	m.o.metrics.Leading(m.leaseName, true)
 	t := &term{m: m, cancel: cancel}
 	err := m.runWork(context.WithValue(workCtx, termKey{}, t), work)
 	cause := context.Cause(workCtx)
@@ -445,6 +452,7 @@ func (m *Manager) lead(ctx, leCtx context.Context, g *leaseGate, work Work, done
 	}
 	cancelled := workCtx.Err() != nil && !isPanic(err)
 	g.workReturned()
+	m.o.metrics.Leading(m.leaseName, false)
 	if cancelled {
 		m.log.Info("the work returned", "cancelledBecause", cause.Error())
 	}

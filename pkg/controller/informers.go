@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes/scheme"
+	authenticationv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"
 	authorizationv1client "k8s.io/client-go/kubernetes/typed/authorization/v1"
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	eventsv1client "k8s.io/client-go/kubernetes/typed/events/v1"
@@ -50,9 +51,14 @@ const protobufAccept = runtime.ContentTypeProtobuf + "," + runtime.ContentTypeJS
 // (gentype.PrefersProtobuf); setting it here keeps it so whatever the
 // config says, and sends request bodies in protobuf too.
 type clientset struct {
-	authorization *authorizationv1client.AuthorizationV1Client
-	coordination  *coordinationv1client.CoordinationV1Client
-	events        *eventsv1client.EventsV1Client
+	authentication *authenticationv1client.AuthenticationV1Client
+	authorization  *authorizationv1client.AuthorizationV1Client
+	coordination   *coordinationv1client.CoordinationV1Client
+	events         *eventsv1client.EventsV1Client
+}
+
+func (c *clientset) AuthenticationV1() authenticationv1client.AuthenticationV1Interface {
+	return c.authentication
 }
 
 func (c *clientset) AuthorizationV1() authorizationv1client.AuthorizationV1Interface {
@@ -71,6 +77,9 @@ func newClientset(c *incluster.Client) (*clientset, error) {
 	cfg.AcceptContentTypes = protobufAccept
 	var cs clientset
 	var err error
+	if cs.authentication, err = authenticationv1client.NewForConfigAndClient(cfg, c.HTTPClient()); err != nil {
+		return nil, err
+	}
 	if cs.authorization, err = authorizationv1client.NewForConfigAndClient(cfg, c.HTTPClient()); err != nil {
 		return nil, err
 	}

@@ -122,7 +122,8 @@ func Loops(loops ...*Loop) Work {
 func (l *Loop) Work(ctx context.Context) error {
 	q := workqueue.NewTypedRateLimitingQueueWithConfig(
 		workqueue.NewTypedWithMaxWaitRateLimiter(workqueue.DefaultTypedControllerRateLimiter[Request](), l.maxBackoff),
-		workqueue.TypedRateLimitingQueueConfig[Request]{Name: l.name})
+		workqueue.TypedRateLimitingQueueConfig[Request]{Name: l.name, MetricsProvider: l.m.o.metrics.QueueMetrics()})
+	l.m.o.metrics.LoopStarted(l.name, l.workers)
 	defer q.ShutDown()
 	enqueue := func(obj any) {
 		if name, err := cache.DeletionHandlingObjectToName(obj); err == nil {
@@ -183,7 +184,19 @@ func (l *Loop) next(ctx, writes context.Context, q workqueue.TypedRateLimitingIn
 	if ctx.Err() != nil {
 		return false // no reconcile starts once the term is over
 	}
+	mx := l.m.o.metrics
+	mx.ActiveWorkers(l.name, 1)
+	start := time.Now()
 	res, err := l.call(writes, req)
+	mx.ActiveWorkers(l.name, -1)
+	result := "success"
+	switch {
+	case err != nil:
+		result = "error"
+	case res.RequeueAfter > 0:
+		result = "requeue_after"
+	}
+	mx.Reconciled(l.name, result, time.Since(start), isPanic(err))
 	switch {
 	case err != nil:
 		l.m.log.Warn("reconcile failed; retrying with backoff", "loop", l.name, "object", req.String(),

@@ -18,6 +18,7 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/dynamic"
+	authenticationv1client "k8s.io/client-go/kubernetes/typed/authentication/v1"
 	authorizationv1client "k8s.io/client-go/kubernetes/typed/authorization/v1"
 	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
 	eventsv1client "k8s.io/client-go/kubernetes/typed/events/v1"
@@ -73,6 +74,7 @@ type options struct {
 	dynamicClient     dynamic.Interface
 	metadataClient    metadata.Interface
 	memoryLimitRatio  float64
+	metrics           Metrics
 }
 
 // WithIdentity sets the Lease holder's name instead of Identity's.
@@ -215,6 +217,7 @@ func New(c *incluster.Client, leaseName string, opts ...Option) (*Manager, error
 // kubernetes.Interface has it: a real clientset (clients.Kubernetes), or
 // the fake one of k8s.io/client-go/kubernetes/fake in a unit test.
 type Clientset interface {
+	AuthenticationV1() authenticationv1client.AuthenticationV1Interface
 	AuthorizationV1() authorizationv1client.AuthorizationV1Interface
 	CoordinationV1() coordinationv1client.CoordinationV1Interface
 	EventsV1() eventsv1client.EventsV1Interface
@@ -309,9 +312,13 @@ func newManager(cs Clientset, namespace string, can accessFunc, leaseName string
 		preflightInterval: DefaultPreflightInterval,
 		transform:         DropManagedFields,
 		memoryLimitRatio:  DefaultMemoryLimitRatio,
+		metrics:           noMetrics{},
 	}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.metrics == nil {
+		o.metrics = noMetrics{}
 	}
 	if err := validate(namespace, leaseName, o); err != nil {
 		return nil, err

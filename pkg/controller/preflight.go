@@ -19,7 +19,7 @@ const checkTimeout = 10 * time.Second
 // each informer, the election's get, create and update on its Lease and the
 // list and watch of newLeaseInformer (all but create restricted to its name:
 // a Role can say resourceNames for them, not for create), then
-// WithPermissions'. Duplicates are left out.
+// WithPermissions', then what WithMetrics' serving needs (cluster scope). Duplicates are left out.
 func (m *Manager) accessNeeded() []authorizationv1.ResourceAttributes {
 	m.mu.Lock()
 	all := append([]authorizationv1.ResourceAttributes(nil), m.watched...)
@@ -36,6 +36,7 @@ func (m *Manager) accessNeeded() []authorizationv1.ResourceAttributes {
 		}
 		all = append(all, p)
 	}
+	all = append(all, m.o.metrics.Access()...) // cluster scope
 	seen := map[authorizationv1.ResourceAttributes]bool{}
 	out := all[:0]
 	for _, a := range all {
@@ -77,6 +78,8 @@ func (m *Manager) preflight(ctx context.Context) bool {
 		}
 		switch {
 		case len(missing) > 0:
+			order, _ := rules(missing)
+			m.o.metrics.PreflightMissing(len(order))
 			msg := missingRules(missing)
 			m.preflightMissing.Store(&msg)
 			m.log.Warn(msg, "missing", len(missing), "retryIn", m.o.preflightInterval.String())
@@ -87,6 +90,7 @@ func (m *Manager) preflight(ctx context.Context) bool {
 			m.log.Warn("RBAC preflight: cannot check access; retrying", "err", oneLine(err.Error()), "retryIn", m.o.preflightInterval.String())
 			failed = true
 		default:
+			m.o.metrics.PreflightMissing(0)
 			m.preflightMissing.Store(nil)
 			if failed {
 				m.log.Info("RBAC preflight passed: every permission needed is granted")

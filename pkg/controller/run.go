@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Run serves the probes, runs the RBAC preflight until it passes, starts the
+// Run serves the probes (and the metrics, WithMetrics), runs the RBAC preflight until it passes, starts the
 // informers and waits for their caches, then contends for the lease and runs
 // work while leading, round after round, until ctx is cancelled. Cancel ctx
 // to shut down (SignalContext does it on SIGTERM and SIGINT): the work's
@@ -19,7 +19,7 @@ import (
 // timeout), releases the lease and returns nil.
 //
 // Run returns an error only when the process should exit non-zero: the
-// probe address cannot be listened on, the work returned an error on its
+// probe or metrics address cannot be listened on, the work returned an error on its
 // own, ErrWorkStillRunning, or ErrLeadershipLost (WithExitOnLostLeadership).
 // Transient API errors are retried, never returned. Call Run once.
 func (m *Manager) Run(ctx context.Context, work Work) error {
@@ -39,6 +39,11 @@ func (m *Manager) Run(ctx context.Context, work Work) error {
 		return err
 	}
 	defer stopProbes()
+	stopMetrics, err := m.serveMetrics(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 
 	m.log.Info("starting", "namespace", m.informerNamespace(), "probes", m.o.probeAddress)
 	m.setMemoryLimit(ctx)

@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const secret = "s3cret-token-value"
+
+// server is an httptest TLS server on 127.0.0.1 whose body is the request's
+// Authorization header, or "none".
+func server(t *testing.T) *httptest.Server {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth, ok := r.Header["Authorization"]
+		if !ok {
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte("none"))
+			return
+		}
+		_, _ = w.Write([]byte(strings.Join(auth, ",")))
+	}))
+	srv.Listener.Close()
+	srv.Listener = l
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// scrapeRun runs scrape with args and returns its exit code, its lines
+// (decoded) and its stderr.
+func scrapeRun(t *testing.T, args ...string) (int, []line, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(args, &out, &errOut)
+	var lines []line
+	for _, s := range strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n") {
+		if s == "" {
+			continue
+		}
+		var l line
+		if err := json.Unmarshal([]byte(s), &l); err != nil {
+			t.Fatalf("line %q: %v", s, err)
+		}
+		lines = append(lines, l)
+	}
+	return code, lines, errOut.String()
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func body(l line) string {
+	if l.Body == nil {
+		return "<no body>"
+	}
+	return *l.Body
+}
+
+func TestBearerAndFingerprint(t *testing.T) {
+	srv := server(t)
+	sum := sha256.Sum256(srv.Certificate().Raw)
+	fp := hex.EncodeToString(sum[:])
+	tokenFile := writeFile(t, "token", "  "+secret+"\n")
+
+	code, lines, stderr := scrapeRun(t, "-insecure", "-token-file", tokenFile, "-repeat", "2", "-interval", "1ms", srv.URL+"/metrics")
+	if code != 0 || len(lines) != 2 {
+		t.Fatalf("exit %d, %d lines (want 0, 2); stderr: %s", code, len(lines), stderr)
+	}
+	for _, l := range lines {
+		if l.Status != 200 || body(l) != "Bearer "+secret || l.Error != "" {
+			t.Errorf("line %+v (body %q): want 200, body %q", l, body(l), "Bearer "+secret)
+		}
+		if l.Fingerprint != fp {
+			t.Errorf("fingerprint %q, want %q (sha256 of the leaf)", l.Fingerprint, fp)
+		}
+		if l.URL != srv.URL+"/metrics" || l.Time == "" {
+			t.Errorf("url %q time %q", l.URL, l.Time)
+		}
+	}
+	if strings.Contains(stderr, secret) {
+		t.Errorf("stderr has the token: %s", stderr)
+	}
+
+	// -token-file "": no header, nothing said.
+	code, lines, stderr = scrapeRun(t, "-insecure", "-token-file=", srv.URL)
+	if code != 0 || len(lines) != 1 || lines[0].Status != 401 || body(lines[0]) != "none" || stderr != "" {
+		t.Errorf(`-token-file="": exit %d, lines %+v, stderr %q; want 0, one 401 "none", no stderr`, code, lines, stderr)
+	}
+
+	// A missing file: no header, said once.
+	code, lines, stderr = scrapeRun(t, "-insecure", "-token-file", filepath.Join(t.TempDir(), "nope"), "-repeat", "2", "-interval", "0", srv.URL, srv.URL)
+	if code != 0 || len(lines) != 4 {
+		t.Fatalf("missing token: exit %d, %d lines; want 0, 4", code, len(lines))
+	}
+	for _, l := range lines {
+		if l.Status != 401 || body(l) != "none" {
+			t.Errorf("missing token: line %+v, want 401 none", l)
+		}
+	}
+	if strings.Count(stderr, "no Authorization header") != 1 || !strings.Contains(stderr, "does not exist") {
+		t.Errorf("missing token: stderr %q, want one line saying so", stderr)
+	}
+}
+
+func TestVerify(t *testing.T) {
+	srv := server(t)
+	ca := writeFile(t, "ca.crt", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})))
+
+	code, lines, stderr := scrapeRun(t, "-token-file=", "-ca-file", ca, srv.URL)
+	if code != 0 || len(lines) != 1 || lines[0].Status != 401 || lines[0].Error != "" {
+		t.Errorf("-ca-file: exit %d, lines %+v, stderr %q; want a response", code, lines, stderr)
+	}
+
+	// Without -ca-file: the system roots, which do not have httptest's CA.
+	code, lines, _ = scrapeRun(t, "-token-file=", srv.URL)
+	if code != 0 || len(lines) != 1 || lines[0].Status != 0 || lines[0].Body != nil || !strings.Contains(lines[0].Error, "certificate") {
+		t.Errorf("system roots: exit %d, lines %+v; want an error line about the certificate", code, lines)
+	}
+
+	// A -ca-file without a certificate: cannot start.
+	code, lines, stderr = scrapeRun(t, "-token-file=", "-ca-file", writeFile(t, "bad.crt", "not pem"), srv.URL)
+	if code != 1 || len(lines) != 0 || !strings.Contains(stderr, "no PEM certificate") {
+		t.Errorf("bad -ca-file: exit %d, lines %+v, stderr %q; want 1", code, lines, stderr)
+	}
+}
+
+func TestUnreachable(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := "https://" + l.Addr().String() + "/metrics"
+	l.Close()
+	code, lines, stderr := scrapeRun(t, "-token-file=", "-insecure", u)
+	if code != 0 || len(lines) != 1 {
+		t.Fatalf("exit %d, %d lines; stderr %q", code, len(lines), stderr)
+	}
+	if l := lines[0]; l.URL != u || l.Status != 0 || l.Error == "" || l.Body != nil || l.Fingerprint != "" || l.Time == "" {
+		t.Errorf("line %+v: want an error line", l)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"-token-file="},
+		{"-nope", "https://127.0.0.1/"},
+		{"-repeat", "0", "https://127.0.0.1/"},
+		{"-timeout", "0s", "https://127.0.0.1/"},
+		{"-insecure", "-ca-file", "x", "https://127.0.0.1/"},
+		{"127.0.0.1/metrics"},
+		{"ftp://127.0.0.1/"},
+	} {
+		if code, lines, _ := scrapeRun(t, args...); code != 2 || len(lines) != 0 {
+			t.Errorf("%q: exit %d, %d lines; want 2, none", args, code, len(lines))
+		}
+	}
+}
