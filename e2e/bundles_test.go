@@ -84,10 +84,11 @@ func deployBundles(t *testing.T, name string, edit func(*controllerEnv)) *contro
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, _, err := scheme.Codecs.UniversalDeserializer().Decode(data, nil, nil)
+	// The Role is the first document; the ClusterRole after it is deploy/controller's.
+	o, _, err := scheme.Codecs.UniversalDeserializer().Decode([]byte(strings.Split(string(data), "\n---")[0]), nil, nil)
 	role, ok := o.(*rbacv1.Role)
 	if err != nil || !ok {
-		t.Fatalf("%s: want a Role: %v", bundlesRoleFile, err)
+		t.Fatalf("%s: want a Role first: %v", bundlesRoleFile, err)
 	}
 	return deployController(t, name, func(e *controllerEnv) {
 		c := &e.deployment.Spec.Template.Spec.Containers[0]

@@ -106,6 +106,21 @@ func deployController(t *testing.T, name string, edit func(*controllerEnv)) *con
 				o.Subjects[i].Namespace = e.ns
 			}
 			_, err = client.RbacV1().RoleBindings(e.ns).Create(ctx, o, metav1.CreateOptions{})
+		case *rbacv1.ClusterRole:
+			o.Name = e.clusterName(o.Name)
+			_, err = client.RbacV1().ClusterRoles().Create(ctx, o, metav1.CreateOptions{})
+			t.Cleanup(func() { deleteClusterObject(t, "ClusterRole", o.Name, client.RbacV1().ClusterRoles().Delete) })
+		case *rbacv1.ClusterRoleBinding:
+			o.Name, o.RoleRef.Name = e.clusterName(o.Name), e.clusterName(o.RoleRef.Name)
+			for i := range o.Subjects {
+				o.Subjects[i].Namespace = e.ns
+			}
+			_, err = client.RbacV1().ClusterRoleBindings().Create(ctx, o, metav1.CreateOptions{})
+			t.Cleanup(func() {
+				deleteClusterObject(t, "ClusterRoleBinding", o.Name, client.RbacV1().ClusterRoleBindings().Delete)
+			})
+		case *corev1.Service:
+			_, err = client.CoreV1().Services(e.ns).Create(ctx, o, metav1.CreateOptions{})
 		case *appsv1.Deployment:
 			_, err = client.AppsV1().Deployments(e.ns).Create(ctx, o, metav1.CreateOptions{})
 		default:
@@ -116,6 +131,21 @@ func deployController(t *testing.T, name string, edit func(*controllerEnv)) *con
 		}
 	}
 	return e
+}
+
+// clusterName is the name of a cluster-scoped object of deploy/controller
+// (a ClusterRole, a ClusterRoleBinding) in this test: the namespace's name
+// is added, so that tests side by side do not share one.
+func (e *controllerEnv) clusterName(name string) string { return name + "-" + e.ns }
+
+// deleteClusterObject deletes a cluster-scoped object the test made (the
+// namespace's deletion does not).
+func deleteClusterObject(t *testing.T, kind, name string, del func(context.Context, string, metav1.DeleteOptions) error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := del(ctx, name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+		t.Errorf("deleting %s %s: %v", kind, name, err)
+	}
 }
 
 // controllerManifests decodes deploy/controller's files in the order

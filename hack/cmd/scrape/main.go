@@ -1,12 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
 
 // Command scrape GETs URLs the way a metrics scraper in a pod does (a bearer
-// token from the service account, TLS verified against a CA bundle) and
-// prints one JSON line per request. It exists because the local cluster's
-// images have no shell and no curl: the e2e suite runs it as a pod.
+// token from the service account, TLS always verified, against a CA bundle)
+// and prints one JSON line per request. It exists because the local
+// cluster's images have no shell and no curl: the e2e suite runs it as a pod.
 //
-//	scrape [-token-file PATH] [-ca-file PATH | -insecure] [-repeat 1]
-//	       [-interval 1s] [-timeout 5s] URL...
+//	scrape [-token-file PATH] [-ca-file PATH] [-server-name NAME]
+//	       [-repeat 1] [-interval 1s] [-timeout 5s] URL...
 //
 // Each line, on stdout, is
 //
@@ -28,9 +28,15 @@
 //	             either, said once on stderr. The token is never printed.
 //	-ca-file     verify the server against this PEM bundle instead of the
 //	             system roots.
-//	-insecure    do not verify the server's certificate (Prometheus'
-//	             insecure_skip_verify); not with -ca-file.
+//	-server-name verify the server's certificate for this name instead of
+//	             the URL's host (Prometheus' tls_config.server_name), e.g.
+//	             reach a pod by IP and verify the certificate issued for
+//	             its Service's DNS name; also sent as SNI. No effect on
+//	             http:// URLs. Verification is never turned off.
 //	-repeat N    request every URL N times, in rounds, -interval apart.
+//	-until-fingerprint SHA256
+//	             stop after the round in which a server presented this
+//	             certificate (e.g. to wait for a reloaded one).
 //	-timeout D   for each request, body included.
 //
 // Exit status: 0 when every request was made, whatever came back (HTTP
@@ -77,12 +83,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	tokenFile := fs.String("token-file", defaultTokenFile, `send the content of this file, trimmed, as "Authorization: Bearer ..." ("": no Authorization header)`)
 	caFile := fs.String("ca-file", "", "verify the server against this PEM CA bundle (default: the system roots)")
-	insecure := fs.Bool("insecure", false, "do not verify the server's certificate")
+	serverName := fs.String("server-name", "", "verify the server's certificate for this name instead of the URL's host")
 	repeat := fs.Int("repeat", 1, "request every URL this many times")
 	interval := fs.Duration("interval", time.Second, "wait this long between rounds")
+	until := fs.String("until-fingerprint", "", "stop after the round in which a server presented this certificate")
 	timeout := fs.Duration("timeout", 5*time.Second, "time limit of each request, body included")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: scrape [-token-file PATH] [-ca-file PATH | -insecure] [-repeat 1] [-interval 1s] [-timeout 5s] URL...")
+		fmt.Fprintln(stderr, "usage: scrape [-token-file PATH] [-ca-file PATH] [-server-name NAME] [-repeat 1] [-interval 1s] [-until-fingerprint SHA256] [-timeout 5s] URL...")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -105,8 +112,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return usage("-interval %v: want 0 or more", *interval)
 	case *timeout <= 0:
 		return usage("-timeout %v: want more than 0", *timeout)
-	case *insecure && *caFile != "":
-		return usage("-insecure and -ca-file exclude each other")
 	}
 	for _, u := range fs.Args() {
 		p, err := url.Parse(u)
@@ -115,7 +120,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
-	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
+	// Always verified: the name is -server-name, or else the URL's host.
+	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: *serverName}
 	if *caFile != "" {
 		pem, err := os.ReadFile(*caFile)
 		if err != nil {
@@ -128,8 +134,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	// Only when asked for, with -insecure (as Prometheus' insecure_skip_verify).
-	tlsConfig.InsecureSkipVerify = *insecure //nolint:gosec // a test tool's explicit flag
 	client := &http.Client{
 		Transport: &http.Transport{
 			TLSClientConfig:   tlsConfig,
@@ -145,11 +149,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if i > 0 {
 			time.Sleep(*interval)
 		}
+		seen := false
 		for _, u := range fs.Args() {
-			if err := enc.Encode(scrape(client, u, tok.bearer())); err != nil {
+			l := scrape(client, u, tok.bearer())
+			seen = seen || (*until != "" && l.Fingerprint == *until)
+			if err := enc.Encode(l); err != nil {
 				fmt.Fprintf(stderr, "scrape: writing to stdout: %v\n", err)
 				return 1
 			}
+		}
+		if seen {
+			break
 		}
 	}
 	return 0

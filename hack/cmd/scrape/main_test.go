@@ -4,10 +4,17 @@ package main
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -15,18 +22,26 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 const secret = "s3cret-token-value"
 
-// server is an httptest TLS server on 127.0.0.1 whose body is the request's
-// Authorization header, or "none".
-func server(t *testing.T) *httptest.Server {
+// listen127 listens on 127.0.0.1 (httptest may fall back to [::1]).
+func listen127(t *testing.T) net.Listener {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return l
+}
+
+// server is an httptest TLS server on 127.0.0.1 whose body is the request's
+// Authorization header, or "none".
+func server(t *testing.T) *httptest.Server {
+	t.Helper()
+	l := listen127(t)
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		auth, ok := r.Header["Authorization"]
 		if !ok {
@@ -72,6 +87,12 @@ func writeFile(t *testing.T, name, content string) string {
 	return p
 }
 
+// caFile writes srv's certificate as a PEM bundle, for -ca-file.
+func caFile(t *testing.T, srv *httptest.Server) string {
+	t.Helper()
+	return writeFile(t, "ca.crt", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})))
+}
+
 func body(l line) string {
 	if l.Body == nil {
 		return "<no body>"
@@ -84,8 +105,9 @@ func TestBearerAndFingerprint(t *testing.T) {
 	sum := sha256.Sum256(srv.Certificate().Raw)
 	fp := hex.EncodeToString(sum[:])
 	tokenFile := writeFile(t, "token", "  "+secret+"\n")
+	ca := caFile(t, srv)
 
-	code, lines, stderr := scrapeRun(t, "-insecure", "-token-file", tokenFile, "-repeat", "2", "-interval", "1ms", srv.URL+"/metrics")
+	code, lines, stderr := scrapeRun(t, "-ca-file", ca, "-token-file", tokenFile, "-repeat", "2", "-interval", "1ms", srv.URL+"/metrics")
 	if code != 0 || len(lines) != 2 {
 		t.Fatalf("exit %d, %d lines (want 0, 2); stderr: %s", code, len(lines), stderr)
 	}
@@ -104,14 +126,19 @@ func TestBearerAndFingerprint(t *testing.T) {
 		t.Errorf("stderr has the token: %s", stderr)
 	}
 
+	// -until-fingerprint: the first round presents it, no second round.
+	if code, lines, _ := scrapeRun(t, "-ca-file", ca, "-token-file", tokenFile, "-repeat", "5", "-interval", "1ms", "-until-fingerprint", fp, srv.URL); code != 0 || len(lines) != 1 {
+		t.Errorf("-until-fingerprint of the served certificate: exit %d, %d lines; want 0, 1", code, len(lines))
+	}
+
 	// -token-file "": no header, nothing said.
-	code, lines, stderr = scrapeRun(t, "-insecure", "-token-file=", srv.URL)
+	code, lines, stderr = scrapeRun(t, "-ca-file", ca, "-token-file=", srv.URL)
 	if code != 0 || len(lines) != 1 || lines[0].Status != 401 || body(lines[0]) != "none" || stderr != "" {
 		t.Errorf(`-token-file="": exit %d, lines %+v, stderr %q; want 0, one 401 "none", no stderr`, code, lines, stderr)
 	}
 
 	// A missing file: no header, said once.
-	code, lines, stderr = scrapeRun(t, "-insecure", "-token-file", filepath.Join(t.TempDir(), "nope"), "-repeat", "2", "-interval", "0", srv.URL, srv.URL)
+	code, lines, stderr = scrapeRun(t, "-ca-file", ca, "-token-file", filepath.Join(t.TempDir(), "nope"), "-repeat", "2", "-interval", "0", srv.URL, srv.URL)
 	if code != 0 || len(lines) != 4 {
 		t.Fatalf("missing token: exit %d, %d lines; want 0, 4", code, len(lines))
 	}
@@ -127,7 +154,7 @@ func TestBearerAndFingerprint(t *testing.T) {
 
 func TestVerify(t *testing.T) {
 	srv := server(t)
-	ca := writeFile(t, "ca.crt", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})))
+	ca := caFile(t, srv)
 
 	code, lines, stderr := scrapeRun(t, "-token-file=", "-ca-file", ca, srv.URL)
 	if code != 0 || len(lines) != 1 || lines[0].Status != 401 || lines[0].Error != "" {
@@ -154,7 +181,7 @@ func TestUnreachable(t *testing.T) {
 	}
 	u := "https://" + l.Addr().String() + "/metrics"
 	l.Close()
-	code, lines, stderr := scrapeRun(t, "-token-file=", "-insecure", u)
+	code, lines, stderr := scrapeRun(t, "-token-file=", u)
 	if code != 0 || len(lines) != 1 {
 		t.Fatalf("exit %d, %d lines; stderr %q", code, len(lines), stderr)
 	}
@@ -170,12 +197,98 @@ func TestUsage(t *testing.T) {
 		{"-nope", "https://127.0.0.1/"},
 		{"-repeat", "0", "https://127.0.0.1/"},
 		{"-timeout", "0s", "https://127.0.0.1/"},
-		{"-insecure", "-ca-file", "x", "https://127.0.0.1/"},
+		{"-insecure", "https://127.0.0.1/"}, // gone: verification is never off
 		{"127.0.0.1/metrics"},
 		{"ftp://127.0.0.1/"},
 	} {
 		if code, lines, _ := scrapeRun(t, args...); code != 2 || len(lines) != 0 {
 			t.Errorf("%q: exit %d, %d lines; want 2, none", args, code, len(lines))
+		}
+	}
+}
+
+// TestServerName: a server reached by IP whose certificate is for a DNS name
+// only (a pod behind a Service) is verified with -server-name that name, and
+// not without it, nor with another name.
+func TestServerName(t *testing.T) {
+	const name = "metrics.example"
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "scrape test CA"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: name},
+		DNSNames:     []string{name}, // no IP SAN
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The body is the SNI the client sent.
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("sni=" + r.TLS.ServerName))
+	}))
+	srv.Listener.Close()
+	srv.Listener = listen127(t)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{leafDER}, PrivateKey: key}}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	if !strings.HasPrefix(srv.URL, "https://127.0.0.1:") {
+		t.Fatalf("URL %s, want https://127.0.0.1:port", srv.URL)
+	}
+	ca := writeFile(t, "ca.crt", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})))
+	sum := sha256.Sum256(leafDER)
+	fp := hex.EncodeToString(sum[:])
+
+	code, lines, stderr := scrapeRun(t, "-token-file=", "-ca-file", ca, "-server-name", name, srv.URL+"/metrics")
+	if code != 0 || len(lines) != 1 {
+		t.Fatalf("-server-name %s: exit %d, %d lines; stderr %q", name, code, len(lines), stderr)
+	}
+	if l := lines[0]; l.Status != 200 || l.Error != "" || body(l) != "sni="+name || l.Fingerprint != fp {
+		t.Errorf("-server-name %s: line %+v (body %q); want 200, body %q, fingerprint %s", name, l, body(l), "sni="+name, fp)
+	}
+
+	for _, c := range []struct {
+		args []string
+		want string // in the error
+	}{
+		{[]string{"-ca-file", ca}, "for 127.0.0.1"},                                      // verified for the URL's host: not in the certificate
+		{[]string{"-ca-file", ca, "-server-name", "other.example"}, "not other.example"}, // another name
+		{[]string{"-server-name", name}, "unknown authority"},                            // the system roots
+	} {
+		args := append(append([]string{"-token-file="}, c.args...), srv.URL+"/metrics")
+		code, lines, stderr := scrapeRun(t, args...)
+		if code != 0 || len(lines) != 1 {
+			t.Fatalf("%q: exit %d, %d lines; stderr %q", args, code, len(lines), stderr)
+		}
+		if l := lines[0]; l.Status != 0 || l.Body != nil || !strings.Contains(l.Error, c.want) {
+			t.Errorf("%q: line %+v; want an error line with %q", args, l, c.want)
 		}
 	}
 }

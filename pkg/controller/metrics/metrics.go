@@ -40,6 +40,7 @@ import (
 	"context"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -75,6 +76,8 @@ type Metrics struct {
 
 	mu       sync.Mutex
 	lastSeen map[string]string // lease -> holder last observed
+
+	addr atomic.Value // the listener's address, once Serve listens (for tests)
 }
 
 var _ controller.Metrics = (*Metrics)(nil)

@@ -77,6 +77,7 @@ func (x *Metrics) Serve(ctx context.Context, s controller.MetricsServing) (stop 
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w: choose another address with metrics.WithAddress (example-controller: --metrics-bind-address)", err)
 	}
+	x.addr.Store(ln.Addr().String())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	certCtx, stopCerts := context.WithCancel(context.WithoutCancel(ctx))
 	if x.o.insecure {
@@ -173,7 +174,11 @@ func (x *Metrics) certificates(ctx context.Context, log *slog.Logger) (*servingC
 			case !bytes.Equal(now, seen):
 				seen, failing = now, false
 				c.cert.Store(cert)
-				log.Info("metrics: serving the new certificate from "+x.o.certDir, "fingerprint", Fingerprint(cert.Certificate[0]))
+				changed := ""
+				if fi, err := os.Stat(certFile); err == nil {
+					changed = fi.ModTime().UTC().Format(time.RFC3339Nano)
+				}
+				log.Info("metrics: serving the new certificate from "+x.o.certDir, "fingerprint", Fingerprint(cert.Certificate[0]), "filesChanged", changed)
 			default:
 				failing = false
 			}
