@@ -27,7 +27,9 @@
 //   - client-go's REST client, for the whole process (client-go has one
 //     set of hooks): rest_client_requests_total{code,method,host},
 //     rest_client_request_duration_seconds{verb,host},
-//     rest_client_rate_limiter_duration_seconds{verb,host};
+//     rest_client_rate_limiter_duration_seconds{verb,host} (series only
+//     when client-side rate limiting is on: incluster.DefaultQPS turns it
+//     off);
 //   - the election: leader_election_master_status{name} (1 on the replica
 //     that runs the work, 0 on standbys),
 //     incluster_leader_election_transitions_total{name} (holders seen
