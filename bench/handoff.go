@@ -68,10 +68,17 @@ func handoffs(ctx context.Context, cs kubernetes.Interface, add func(what, value
 	return nil
 }
 
-// run deploys the case, measures 5 handoffs and deletes its namespace.
+// run deploys the case, measures 5 handoffs and deletes its namespace and
+// deploy/controller's cluster-scoped objects (the metrics filter's
+// ClusterRole and binding, metrics-reader).
 func (c handoffCase) run(ctx context.Context, cs kubernetes.Interface) ([]float64, error) {
 	defer func() {
-		_ = cs.CoreV1().Namespaces().Delete(context.Background(), c.ns, metav1.DeleteOptions{})
+		bg := context.Background()
+		_ = cs.CoreV1().Namespaces().Delete(bg, c.ns, metav1.DeleteOptions{})
+		_ = cs.RbacV1().ClusterRoleBindings().Delete(bg, "incluster-example-controller-metrics-auth", metav1.DeleteOptions{})
+		for _, r := range []string{"incluster-example-controller", "incluster-example-controller-metrics-reader"} {
+			_ = cs.RbacV1().ClusterRoles().Delete(bg, r, metav1.DeleteOptions{})
+		}
 	}()
 	if err := c.apply(ctx); err != nil {
 		return nil, err
