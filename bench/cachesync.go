@@ -28,8 +28,8 @@ import (
 // example carries more than crcontroller (the Bundle loop of --bundles,
 // its dynamic client and Events): the ratio counts that against it.
 func controllerBinaries(add func(what, value, target string, ok *bool)) error {
-	size := func(pkg, name string) (int64, error) {
-		bin, err := buildPkg(pkg, name)
+	size := func(pkg, name string, flags ...string) (int64, error) {
+		bin, err := buildPkg(pkg, name, flags...)
 		if err != nil {
 			return 0, err
 		}
@@ -44,11 +44,16 @@ func controllerBinaries(add func(what, value, target string, ok *bool)) error {
 	if err != nil {
 		return err
 	}
+	noMetrics, err := size("github.com/incluster/incluster/cmd/example-controller", "example-controller-nometrics", "-tags", "nometrics")
+	if err != nil {
+		return err
+	}
 	cr, err := size("./cmd/crcontroller", "crcontroller")
 	if err != nil {
 		return err
 	}
 	add("binary: example controller (stripped; its image is this binary alone)", mb(ex), "", nil)
+	add("binary: example controller without metrics (-tags nometrics)", fmt.Sprintf("%s (metrics cost %s)", mb(noMetrics), mb(ex-noMetrics)), "", nil)
 	ratio := float64(ex) / float64(cr)
 	ok := ratio <= 0.85
 	add("binary: the same controller on controller-runtime (stripped)", fmt.Sprintf("%s (example %.2fx)", mb(cr), ratio), "example ≤ 0.85x", &ok)
@@ -58,6 +63,7 @@ func controllerBinaries(add func(what, value, target string, ok *bool)) error {
 // cacheModes are cmd/cachesync's programs, in the table's order.
 var cacheModes = []struct{ mode, tag, label string }{
 	{"incluster", "incluster", "library (controller.Manager informer)"},
+	{"incluster+metrics", "inclustermetrics", "library with metrics (WithMetrics: Prometheus registry)"},
 	{"client-go", "clientgo", "client-go defaults (typed informer, QPS 5)"},
 	{"controller-runtime", "controllerruntime", "controller-runtime cache (DefaultNamespaces)"},
 }
@@ -83,6 +89,13 @@ func cacheSync(ctx context.Context, cs kubernetes.Interface, pod *fakePod, add f
 		defer os.RemoveAll(filepath.Dir(bin))
 		bins[m.mode] = bin
 	}
+	var sizes []string
+	for _, m := range cacheModes {
+		if st, err := os.Stat(bins[m.mode]); err == nil {
+			sizes = append(sizes, m.mode+" "+mb(st.Size()))
+		}
+	}
+	add("binary: cmd/cachesync builds (stripped)", strings.Join(sizes, ", "), "", nil)
 	var counts []int
 	for _, f := range strings.Split(*cacheNs, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))

@@ -59,7 +59,8 @@ type MetricsServing struct {
 }
 
 // WithMetrics measures the Manager into mx and serves it while Run runs, on
-// the leader and standbys alike. Without it nothing is measured.
+// the leader and standbys alike. Without it (or with nil) nothing is
+// measured.
 func WithMetrics(mx Metrics) Option { return func(o *options) { o.metrics = mx } }
 
 // noMetrics is the Metrics of a Manager without WithMetrics.

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 
-//go:build incluster || !(clientgo || controllerruntime)
+//go:build incluster || inclustermetrics || !(clientgo || controllerruntime)
 
 package main
 
@@ -17,8 +17,6 @@ import (
 	"github.com/incluster/incluster/pkg/incluster"
 )
 
-const mode = "incluster"
-
 // fill runs a Manager with one informer and returns once the informer has
 // synced (Run has passed the RBAC preflight and started it).
 func fill(ctx context.Context) (func(context.Context) (int, error), error) {
@@ -26,8 +24,8 @@ func fill(ctx context.Context) (func(context.Context) (int, error), error) {
 	if err != nil {
 		return nil, err
 	}
-	m, err := controller.New(c, "cachesync", controller.WithProbeAddress("0"),
-		controller.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	m, err := controller.New(c, "cachesync", append(managerOptions(), controller.WithProbeAddress("0"),
+		controller.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))...)
 	if err != nil {
 		return nil, err
 	}

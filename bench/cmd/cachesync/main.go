@@ -11,6 +11,8 @@
 //	                          controller.New, NewInformer(configmaps), Run (RBAC
 //	                          preflight, then the scoped informer: protobuf,
 //	                          managedFields dropped, the client's rate limit)
+//	-tags inclustermetrics    the same, measured into pkg/controller/metrics'
+//	                          Prometheus registry (not served)
 //	-tags clientgo            client-go's defaults: rest.InClusterConfig
 //	                          (QPS 5, burst 10), a typed SharedInformerFactory
 //	                          for the namespace, objects kept whole

@@ -20,7 +20,6 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/incluster/incluster/pkg/controller"
-	"github.com/incluster/incluster/pkg/controller/metrics"
 	"github.com/incluster/incluster/pkg/incluster"
 	"github.com/incluster/incluster/pkg/serviceaccount"
 )
@@ -135,18 +134,6 @@ func work(m *controller.Manager, c *incluster.Client, opts options, log *slog.Lo
 		loops = append(loops, l)
 	}
 	return controller.Loops(loops...), nil
-}
-
-// withMetrics measures the Manager and serves /metrics as the flags say.
-func withMetrics(opts options) controller.Option {
-	mopts := []metrics.Option{metrics.WithAddress(opts.metricsAddress)}
-	if !opts.metricsSecure {
-		mopts = append(mopts, metrics.WithInsecureServing())
-	}
-	if opts.metricsCertPath != "" {
-		mopts = append(mopts, metrics.WithCertDir(opts.metricsCertPath))
-	}
-	return controller.WithMetrics(metrics.New(mopts...))
 }
 
 // roleHeader is the comment --print-role puts above the Role and ClusterRole.
@@ -282,7 +269,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case errors.Is(err, controller.ErrWorkStillRunning):
 		log.Error("stopped without releasing the lease", "err", err)
 		return ExitStillBusy
-	case errors.As(err, &opErr), errors.Is(err, metrics.ErrCertificate):
+	case errors.As(err, &opErr), isCertificateError(err):
 		log.Error("cannot serve the probes or the metrics", "err", err)
 		return ExitConfig
 	default:
@@ -321,7 +308,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (opts options, code int
 	fs.StringVar(&opts.logFormat, "log-format", "text", "")
 	fs.BoolVar(&opts.printRole, "print-role", false, "")
 	fs.BoolVar(&opts.bundles, "bundles", false, "")
-	fs.StringVar(&opts.metricsAddress, "metrics-bind-address", metrics.DefaultAddress, "")
+	fs.StringVar(&opts.metricsAddress, "metrics-bind-address", ":8443", "")
 	fs.BoolVar(&opts.metricsSecure, "metrics-secure", true, "")
 	fs.StringVar(&opts.metricsCertPath, "metrics-cert-path", "", "")
 	usage := func(format string, a ...any) (options, int, bool) {
