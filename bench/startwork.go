@@ -18,6 +18,7 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
@@ -64,7 +65,7 @@ func startWork(ctx context.Context, cs kubernetes.Interface, pod *fakePod, add f
 	progs := []startProg{
 		{label: "example controller (pkg/controller)", sa: "incluster-example-controller",
 			// deploy/controller/deployment.yaml's arguments; probes on a free port.
-			argv:  []string{ex, "--lease-name=incluster-example-controller", "--probe-address=127.0.0.1:0", "--shutdown-timeout=20s", "--retry-period=1s"},
+			argv:  []string{ex, "--lease-name=incluster-example-controller", "--probe-address=127.0.0.1:0", "--shutdown-timeout=20s", "--retry-period=1s", "--metrics-bind-address=127.0.0.1:0"},
 			rbac:  applyExampleRBAC,
 			marks: []string{"ready: caches synced", "successfully acquired lease", "leading: the work starts", "hash written"}},
 		{label: "the same controller on controller-runtime (cmd/crcontroller)", sa: "crcontroller",
@@ -74,6 +75,10 @@ func startWork(ctx context.Context, cs kubernetes.Interface, pod *fakePod, add f
 			},
 			marks: []string{"successfully acquired lease", "Starting workers"}},
 	}
+	defer func() { // applyExampleRBAC's bindings
+		_ = cs.RbacV1().ClusterRoleBindings().DeleteCollection(context.Background(), metav1.DeleteOptions{},
+			metav1.ListOptions{LabelSelector: benchLabel + "=startwork"})
+	}()
 	secs := make([][]float64, len(progs))
 	for i := range 5 {
 		for j, p := range progs {
@@ -174,8 +179,14 @@ func (p startProg) run(ctx context.Context, cs kubernetes.Interface, pod *fakePo
 	return at.Sub(start).Seconds(), logPhases(logs.Bytes(), start, p.marks), nil
 }
 
+// benchLabel marks the cluster-scoped objects a bench part makes, to delete
+// them at its end.
+const benchLabel = "incluster.dev/bench"
+
 // applyExampleRBAC makes namespace ns and applies deploy/controller's
-// ServiceAccount, Role and RoleBinding in it.
+// ServiceAccount, Role and RoleBinding in it, its ClusterRole (the metrics
+// filter's TokenReviews and SubjectAccessReviews), and a ClusterRoleBinding
+// of that for the namespace's service account.
 func applyExampleRBAC(ctx context.Context, cs kubernetes.Interface, ns string) error {
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		return err
@@ -187,7 +198,12 @@ func applyExampleRBAC(ctx context.Context, cs kubernetes.Interface, ns string) e
 	if out, err := exec.CommandContext(ctx, *kubectlBin, args...).CombinedOutput(); err != nil {
 		return fmt.Errorf("kubectl apply deploy/controller's RBAC (namespace %s): %v\n%s", ns, err, out)
 	}
-	return nil
+	_, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "incluster-example-controller-metrics-auth-" + ns, Labels: map[string]string{benchLabel: "startwork"}},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "incluster-example-controller"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "incluster-example-controller", Namespace: ns}},
+	}, metav1.CreateOptions{})
+	return err
 }
 
 // deleteNamespace deletes ns and waits up to 2 minutes until it is gone.
