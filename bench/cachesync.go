@@ -13,13 +13,15 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/incluster/incluster/cmd/example-controller/app"
 )
 
 // controllerBinaries adds the sizes of the example controller and of the
@@ -96,15 +98,11 @@ func cacheSync(ctx context.Context, cs kubernetes.Interface, pod *fakePod, add f
 		}
 	}
 	add("binary: cmd/cachesync builds (stripped)", strings.Join(sizes, ", "), "", nil)
-	var counts []int
-	for _, f := range strings.Split(*cacheNs, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || n < 1 {
-			return fmt.Errorf("-cache %q: want numbers of ConfigMaps, e.g. 1000,10000", *cacheNs)
-		}
-		counts = append(counts, n)
+	numbers, err := counts("-cache", *cacheNs)
+	if err != nil {
+		return err
 	}
-	for _, n := range counts {
+	for _, n := range numbers {
 		if err := fillConfigMaps(ctx, cs, pod.ns, n, map[string]string{"bench": "cachesync"}); err != nil {
 			return err
 		}
@@ -168,6 +166,17 @@ func cacheSync(ctx context.Context, cs kubernetes.Interface, pod *fakePod, add f
 // that exists with the same data changes nothing; its data is derived from
 // its name.
 func fillConfigMaps(ctx context.Context, cs kubernetes.Interface, ns string, n int, labels map[string]string) error {
+	return applyConfigMaps(ctx, cs, ns, n, labels, false)
+}
+
+// fillHashedConfigMaps is fillConfigMaps with each ConfigMap's hash
+// annotation (app.ConfigHash of its data) already right, so that a
+// controller that starts finds nothing to write.
+func fillHashedConfigMaps(ctx context.Context, cs kubernetes.Interface, ns string, n int, labels map[string]string) error {
+	return applyConfigMaps(ctx, cs, ns, n, labels, true)
+}
+
+func applyConfigMaps(ctx context.Context, cs kubernetes.Interface, ns string, n int, labels map[string]string, hashed bool) error {
 	data := func(name string) string {
 		r := mathrand.New(mathrand.NewPCG(uint64(len(name)), uint64(crc32.ChecksumIEEE([]byte(name)))))
 		b := make([]byte, 768)
@@ -183,7 +192,11 @@ func fillConfigMaps(ctx context.Context, cs kubernetes.Interface, ns string, n i
 	for range 16 {
 		wg.Go(func() {
 			for name := range names {
-				cm := corev1ac.ConfigMap(name, ns).WithLabels(labels).WithData(map[string]string{"data": data(name)})
+				d := map[string]string{"data": data(name)}
+				cm := corev1ac.ConfigMap(name, ns).WithLabels(labels).WithData(d)
+				if hashed {
+					cm.WithAnnotations(map[string]string{app.HashAnnotation: app.ConfigHash(&corev1.ConfigMap{Data: d})})
+				}
 				if _, err := cs.CoreV1().ConfigMaps(ns).Apply(ctx, cm, metav1.ApplyOptions{FieldManager: "incluster-bench", Force: true}); err != nil {
 					mu.Lock()
 					if firstErr == nil {

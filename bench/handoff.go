@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -34,14 +36,14 @@ type handoffCase struct {
 // controller-runtime (cmd/crcontroller) with its default leader election
 // and with LeaderElectionReleaseOnCancel.
 func handoffs(ctx context.Context, cs kubernetes.Interface, add func(what, value, target string, ok *bool)) error {
-	crImage, err := crcontrollerImage()
+	crImage, err := benchImage("crcontroller")
 	if err != nil {
 		return err
 	}
 	exNS := "bench-example-" + rand.String(5)
 	cases := []handoffCase{
 		{"example controller (deploy/controller)", exNS, "incluster-example-controller", "app.kubernetes.io/name=incluster-example-controller",
-			func(ctx context.Context) error { return applyExample(ctx, exNS) }},
+			func(ctx context.Context) error { return applyExample(ctx, exNS, "") }},
 	}
 	for _, roc := range []bool{false, true} {
 		ns := "bench-cr-" + rand.String(5)
@@ -50,7 +52,9 @@ func handoffs(ctx context.Context, cs kubernetes.Interface, add func(what, value
 			label = "controller-runtime, LeaderElectionReleaseOnCancel"
 		}
 		cases = append(cases, handoffCase{label, ns, "crcontroller", "app=crcontroller",
-			func(ctx context.Context) error { return kubectlApply(ctx, crManifests(ns, crImage, roc)) }})
+			func(ctx context.Context) error {
+				return kubectlApply(ctx, benchManifests(ns, "crcontroller", crImage, 2, nil, fmt.Sprintf("-release-on-cancel=%t", roc)))
+			}})
 	}
 	med := map[string]float64{}
 	for _, c := range cases {
@@ -73,12 +77,8 @@ func handoffs(ctx context.Context, cs kubernetes.Interface, add func(what, value
 // ClusterRole and binding, metrics-reader).
 func (c handoffCase) run(ctx context.Context, cs kubernetes.Interface) ([]float64, error) {
 	defer func() {
-		bg := context.Background()
-		_ = cs.CoreV1().Namespaces().Delete(bg, c.ns, metav1.DeleteOptions{})
-		_ = cs.RbacV1().ClusterRoleBindings().Delete(bg, "incluster-example-controller-metrics-auth", metav1.DeleteOptions{})
-		for _, r := range []string{"incluster-example-controller", "incluster-example-controller-metrics-reader"} {
-			_ = cs.RbacV1().ClusterRoles().Delete(bg, r, metav1.DeleteOptions{})
-		}
+		_ = cs.CoreV1().Namespaces().Delete(context.Background(), c.ns, metav1.DeleteOptions{})
+		deleteExampleClusterObjects(cs)
 	}()
 	if err := c.apply(ctx); err != nil {
 		return nil, err
@@ -165,8 +165,9 @@ func podReady(p *corev1.Pod) bool {
 }
 
 // applyExample applies deploy/controller into namespace ns, through a
-// kustomization that only overrides the namespace.
-func applyExample(ctx context.Context, ns string) error {
+// kustomization that overrides the namespace, with extra appended to it
+// (e.g. patches: for the Deployment).
+func applyExample(ctx context.Context, ns, extra string) error {
 	base, err := filepath.Abs(filepath.Join("..", "deploy", "controller"))
 	if err != nil {
 		return err
@@ -180,7 +181,7 @@ func applyExample(ctx context.Context, ns string) error {
 	if err != nil {
 		return err
 	}
-	kz := fmt.Sprintf("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: %s\nresources:\n  - %s\n", ns, rel)
+	kz := fmt.Sprintf("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nnamespace: %s\nresources:\n  - %s\n", ns, rel) + extra
 	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kz), 0o644); err != nil {
 		return err
 	}
@@ -189,6 +190,17 @@ func applyExample(ctx context.Context, ns string) error {
 		return fmt.Errorf("kubectl apply -k deploy/controller (namespace %s): %v\n%s", ns, err, out)
 	}
 	return nil
+}
+
+// deleteExampleClusterObjects deletes the cluster-scoped objects of
+// applyExample: the metrics filter's ClusterRole and binding, and
+// metrics-reader.
+func deleteExampleClusterObjects(cs kubernetes.Interface) {
+	bg := context.Background()
+	_ = cs.RbacV1().ClusterRoleBindings().Delete(bg, "incluster-example-controller-metrics-auth", metav1.DeleteOptions{})
+	for _, r := range []string{"incluster-example-controller", "incluster-example-controller-metrics-reader"} {
+		_ = cs.RbacV1().ClusterRoles().Delete(bg, r, metav1.DeleteOptions{})
+	}
 }
 
 func kubectlApply(ctx context.Context, manifests string) error {
@@ -200,19 +212,20 @@ func kubectlApply(ctx context.Context, manifests string) error {
 	return nil
 }
 
-// crcontrollerImage builds cmd/crcontroller, packs it with the image tool
+// benchImage builds bench/cmd/NAME, packs it as /NAME with the image tool
 // of hack/ (mkimage, as images.sh does) and imports it into the local
-// cluster's containerd; it returns the image reference.
-func crcontrollerImage() (string, error) {
-	const ref = "incluster.local/crcontroller:bench"
-	bin, err := buildCmd("crcontroller")
+// cluster's containerd; it returns the image reference,
+// incluster.local/NAME:bench.
+func benchImage(name string) (string, error) {
+	ref := "incluster.local/" + name + ":bench"
+	bin, err := buildCmd(name)
 	if err != nil {
 		return "", err
 	}
 	defer os.RemoveAll(filepath.Dir(bin))
-	tar := filepath.Join(filepath.Dir(bin), "crcontroller.tar")
+	tar := filepath.Join(filepath.Dir(bin), name+".tar")
 	mkimage, _ := filepath.Abs(filepath.Join("..", "_output", "hack", "mkimage"))
-	if out, err := exec.Command(mkimage, "-ref", ref, "-out", tar, "-binary", bin, "-path", "/crcontroller").CombinedOutput(); err != nil {
+	if out, err := exec.Command(mkimage, "-ref", ref, "-out", tar, "-binary", bin, "-path", "/"+name).CombinedOutput(); err != nil {
 		return "", fmt.Errorf("%s (built by hack/images.sh): %v\n%s", mkimage, err, out)
 	}
 	sock := filepath.Join(os.Getenv("INCLUSTER_STATE"), "containerd", "containerd.sock")
@@ -225,34 +238,43 @@ func crcontrollerImage() (string, error) {
 	return ref, nil
 }
 
-// crManifests is cmd/crcontroller deployed as deploy/controller deploys the
-// example: crRBAC, then two replicas, Pod Security restricted.
-func crManifests(ns, image string, releaseOnCancel bool) string {
-	return crRBAC(ns) + fmt.Sprintf(`---
+// benchManifests is bench/cmd/NAME (image) deployed as deploy/controller
+// deploys the example: benchRBAC, then a Deployment of replicas pods
+// labelled app=NAME, Pod Security restricted, with args. A memory quantity
+// is its requests.memory and limits.memory, with the example's CPU request
+// (10m), so that its pod has the example's QoS class and CPU weight.
+func benchManifests(ns, name, image string, replicas int, memory *resource.Quantity, args ...string) string {
+	argv, _ := json.Marshal(append([]string{}, args...)) // a JSON list is a YAML flow sequence
+	resources := ""
+	if memory != nil {
+		resources = fmt.Sprintf("\n          resources: {requests: {cpu: 10m, memory: %[1]s}, limits: {memory: %[1]s}}", memory)
+	}
+	return benchRBAC(ns, name) + fmt.Sprintf(`---
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: crcontroller, namespace: %[1]s}
+metadata: {name: %[2]s, namespace: %[1]s}
 spec:
-  replicas: 2
-  selector: {matchLabels: {app: crcontroller}}
+  replicas: %[4]d
+  selector: {matchLabels: {app: %[2]s}}
   template:
-    metadata: {labels: {app: crcontroller}}
+    metadata: {labels: {app: %[2]s}}
     spec:
-      serviceAccountName: crcontroller
+      serviceAccountName: %[2]s
       securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
       containers:
-        - name: crcontroller
-          image: %[2]s
+        - name: %[2]s
+          image: %[3]s
           imagePullPolicy: IfNotPresent
-          args: ["-release-on-cancel=%[3]t"]
-          securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
-`, ns, image, releaseOnCancel)
+          args: %[5]s
+          securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}%[6]s
+`, ns, name, image, replicas, argv, resources)
 }
 
-// crRBAC is cmd/crcontroller's namespace (Pod Security restricted), its
-// ServiceAccount crcontroller, and a Role with what controller-runtime's
-// manager needs (its leader election also records events), bound to it.
-func crRBAC(ns string) string {
+// benchRBAC is the namespace of bench/cmd/NAME (Pod Security restricted),
+// its ServiceAccount NAME, and a Role NAME with what controller-runtime's
+// manager needs (its leader election also records events; cmd/cgcontroller
+// needs the same less the events), bound to it.
+func benchRBAC(ns, name string) string {
 	return fmt.Sprintf(`apiVersion: v1
 kind: Namespace
 metadata:
@@ -262,11 +284,11 @@ metadata:
 ---
 apiVersion: v1
 kind: ServiceAccount
-metadata: {name: crcontroller, namespace: %[1]s}
+metadata: {name: %[2]s, namespace: %[1]s}
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
-metadata: {name: crcontroller, namespace: %[1]s}
+metadata: {name: %[2]s, namespace: %[1]s}
 rules:
   - apiGroups: [""]
     resources: ["configmaps"]
@@ -280,8 +302,8 @@ rules:
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
-metadata: {name: crcontroller, namespace: %[1]s}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: crcontroller}
-subjects: [{kind: ServiceAccount, name: crcontroller, namespace: %[1]s}]
-`, ns)
+metadata: {name: %[2]s, namespace: %[1]s}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: %[2]s}
+subjects: [{kind: ServiceAccount, name: %[2]s, namespace: %[1]s}]
+`, ns, name)
 }

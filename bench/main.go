@@ -2,10 +2,11 @@
 
 // Command bench is make bench: it measures the demo and the library against
 // curl, kubectl, a minimal client-go program and client-go's defaults, and
-// at controller scale against controller-runtime (cachesync.go,
-// startwork.go, handoff.go), side by side in one run against a real
-// cluster, and prints a Markdown table (also written to -out). Timings are
-// reported, never asserted: a missed target is marked MISS in the table.
+// at controller scale against controller-runtime and client-go
+// (cachesync.go, startwork.go, handoff.go, memlimit.go), side by side in one
+// run against a real cluster, and prints a Markdown table (also written to
+// -out). Timings are reported, never asserted: a missed target is marked
+// MISS in the table.
 //
 // Every process runs as if in a pod: in a private mount namespace where a
 // folder with a real ServiceAccount token, the cluster's CA and the
@@ -62,7 +63,8 @@ var (
 	out        = flag.String("out", "", "also write the table to this file")
 	cacheNs    = flag.String("cache", "1000,10000", "numbers of ConfigMaps for the cache-sync comparison (\"\" skips it)")
 	cacheRuns  = flag.Int("cache-runs", 5, "runs per program and number of ConfigMaps")
-	only       = flag.String("only", "", "run only this part: \"controller\" (binaries, cache sync, start to work, handoff) or \"startwork\" (start to work)")
+	memNs      = flag.String("memlimit", "", "numbers of ConfigMaps for the smallest memory limit of each controller as a pod, e.g. \"10000,50000\" (\"\" skips it; slow: about 30 pod trials, some 15 minutes, per number)")
+	only       = flag.String("only", "", "run only this part: \"controller\" (binaries, cache sync, start to work, handoff, and the memory limit if -memlimit is set), \"startwork\" (start to work) or \"memlimit\" (the memory limit; -memlimit defaults to 10000,50000)")
 )
 
 func main() {
@@ -120,13 +122,22 @@ func run() error {
 			return err
 		}
 	case "controller", "startwork":
+	case "memlimit":
+		if *memNs == "" {
+			*memNs = "10000,50000"
+		}
 	default:
-		return fmt.Errorf("-only %q: want \"controller\" or \"startwork\"", *only)
+		return fmt.Errorf("-only %q: want \"controller\", \"startwork\" or \"memlimit\"", *only)
+	}
+	memCounts, err := counts("-memlimit", *memNs)
+	if err != nil {
+		return err
 	}
 
 	// 6. Controller scale: the binaries, filling a cache, the start to the
-	// first write, the handoff.
-	if *only != "startwork" {
+	// first write, the handoff, the smallest memory limit.
+	controllerParts := *only == "" || *only == "controller"
+	if controllerParts {
 		if err := controllerBinaries(add); err != nil {
 			return err
 		}
@@ -136,11 +147,18 @@ func run() error {
 			}
 		}
 	}
-	if err := startWork(ctx, cs, pod, add); err != nil {
-		return err
+	if controllerParts || *only == "startwork" {
+		if err := startWork(ctx, cs, pod, add); err != nil {
+			return err
+		}
 	}
-	if *only != "startwork" {
+	if controllerParts {
 		if err := handoffs(ctx, cs, add); err != nil {
+			return err
+		}
+	}
+	if len(memCounts) > 0 && (controllerParts || *only == "memlimit") {
+		if err := memLimits(ctx, cs, memCounts, add); err != nil {
 			return err
 		}
 	}
@@ -156,6 +174,23 @@ func run() error {
 		return os.WriteFile(*out, []byte(b.String()), 0o644)
 	}
 	return nil
+}
+
+// counts parses the value of a flag that lists numbers of ConfigMaps
+// ("1000,10000"); "" is none.
+func counts(name, value string) ([]int, error) {
+	if value == "" {
+		return nil, nil
+	}
+	var numbers []int
+	for _, f := range strings.Split(value, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%s %q: want numbers of ConfigMaps, e.g. 1000,10000", name, value)
+		}
+		numbers = append(numbers, n)
+	}
+	return numbers, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

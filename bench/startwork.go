@@ -50,7 +50,7 @@ type startProg struct {
 // seconds from exec to the first ConfigMap carrying incluster.dev/hash (seen
 // by a watch started before the exec). The example controller
 // (deploy/controller's Role and arguments) and the same controller on
-// controller-runtime (cmd/crcontroller, crRBAC), 5 runs each, interleaved.
+// controller-runtime (cmd/crcontroller, benchRBAC), 5 runs each, interleaved.
 func startWork(ctx context.Context, cs kubernetes.Interface, pod *fakePod, add func(what, value, target string, ok *bool)) error {
 	ex, err := buildPkg("github.com/incluster/incluster/cmd/example-controller", "example-controller")
 	if err != nil {
@@ -71,7 +71,7 @@ func startWork(ctx context.Context, cs kubernetes.Interface, pod *fakePod, add f
 		{label: "the same controller on controller-runtime (cmd/crcontroller)", sa: "crcontroller",
 			argv: []string{cr, "-probe-address=127.0.0.1:0", "-metrics-address=127.0.0.1:0"},
 			rbac: func(ctx context.Context, _ kubernetes.Interface, ns string) error {
-				return kubectlApply(ctx, crRBAC(ns))
+				return kubectlApply(ctx, benchRBAC(ns, "crcontroller"))
 			},
 			marks: []string{"successfully acquired lease", "Starting workers"}},
 	}
