@@ -54,9 +54,9 @@ type memStack struct {
 	deployment string
 	selector   string // its pods' label selector
 	lease      string
-	// deploy applies the stack (RBAC and Deployment) with the container's
-	// requests.memory and limits.memory set to limit.
-	deploy func(ctx context.Context, ns string, limit *resource.Quantity) error
+	// deploy applies the stack (RBAC and Deployment) with replicas pods and
+	// the container's requests.memory and limits.memory set to limit.
+	deploy func(ctx context.Context, ns string, limit *resource.Quantity, replicas int) error
 }
 
 // memLimits measures, as real pods in the local cluster, the smallest
@@ -87,30 +87,30 @@ func memLimits(ctx context.Context, cs kubernetes.Interface, counts []int, add f
 	stacks := []memStack{
 		{label: "example controller (deploy/controller)", short: "example",
 			deployment: "incluster-example-controller", selector: "app.kubernetes.io/name=incluster-example-controller", lease: app.DefaultLease,
-			deploy: func(ctx context.Context, ns string, limit *resource.Quantity) error {
+			deploy: func(ctx context.Context, ns string, limit *resource.Quantity, replicas int) error {
 				// In the kustomization, so that no pod ever runs with
-				// deploy/controller's 2 replicas and 128Mi.
+				// deploy/controller's 128Mi.
 				return applyExample(ctx, ns, fmt.Sprintf(`patches:
   - target: {kind: Deployment, name: incluster-example-controller}
     patch: |-
-      - {op: replace, path: /spec/replicas, value: 1}
+      - {op: replace, path: /spec/replicas, value: %[2]d}
       - {op: replace, path: /spec/template/spec/containers/0/resources/requests/memory, value: "%[1]s"}
       - {op: replace, path: /spec/template/spec/containers/0/resources/limits/memory, value: "%[1]s"}
-`, limit))
+`, limit, replicas))
 			}},
 		{label: "controller-runtime (cmd/crcontroller)", short: "controller-runtime",
 			deployment: "crcontroller", selector: "app=crcontroller", lease: "crcontroller",
-			deploy: func(ctx context.Context, ns string, limit *resource.Quantity) error {
-				return kubectlApply(ctx, benchManifests(ns, "crcontroller", crImage, 1, limit))
+			deploy: func(ctx context.Context, ns string, limit *resource.Quantity, replicas int) error {
+				return kubectlApply(ctx, benchManifests(ns, "crcontroller", crImage, replicas, limit))
 			}},
 		{label: "client-go (cmd/cgcontroller)", short: "client-go",
 			deployment: "cgcontroller", selector: "app=cgcontroller", lease: "cgcontroller",
-			deploy: func(ctx context.Context, ns string, limit *resource.Quantity) error {
-				return kubectlApply(ctx, benchManifests(ns, "cgcontroller", cgImage, 1, limit))
+			deploy: func(ctx context.Context, ns string, limit *resource.Quantity, replicas int) error {
+				return kubectlApply(ctx, benchManifests(ns, "cgcontroller", cgImage, replicas, limit))
 			}},
 	}
 	for _, n := range counts {
-		res, err := memLimitsFor(ctx, cs, n, stacks)
+		res, check, err := memLimitsFor(ctx, cs, n, stacks)
 		if err != nil {
 			return fmt.Errorf("memory limit, %d ConfigMaps: %w", n, err)
 		}
@@ -120,34 +120,197 @@ func memLimits(ctx context.Context, cs kubernetes.Interface, counts []int, add f
 		}
 		value, ok := memRatios(res[0], res[1:]...)
 		add(what+"example vs controller-runtime, client-go", value, "≤ 0.6x, ≤ 0.6x", ok)
+		if check.what != "" {
+			add(what+"example at it, 2 replicas, every ConfigMap to hash, a handoff", check.what,
+				"all hashed, handoff ≤ 1.5 s, no OOMKill", new(check.ok))
+		}
 	}
 	return nil
 }
 
 // memLimitsFor fills a new namespace with n hashed ConfigMaps, bisects each
-// stack's limit in it, and deletes it.
-func memLimitsFor(ctx context.Context, cs kubernetes.Interface, n int, stacks []memStack) ([]memResult, error) {
+// stack's limit in it, checks the first stack (the example) at its
+// smallest limit (atLimit), and deletes the namespace.
+func memLimitsFor(ctx context.Context, cs kubernetes.Interface, n int, stacks []memStack) (res []memResult, check atLimitCheck, err error) {
 	ns := "bench-mem-" + rand.String(5)
-	_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
+	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns,
 		Labels: map[string]string{"pod-security.kubernetes.io/enforce": "restricted"}}}, metav1.CreateOptions{})
 	if err != nil {
-		return nil, err
+		return nil, check, err
 	}
 	defer deleteNamespace(cs, ns)
 	start := time.Now()
 	if err := fillHashedConfigMaps(ctx, cs, ns, n, map[string]string{app.SelectLabel: "true"}); err != nil {
-		return nil, err
+		return nil, check, err
 	}
 	fmt.Fprintf(os.Stderr, "bench: memlimit N=%d: %d ConfigMaps made in %s in %.0f s\n", n, n, ns, time.Since(start).Seconds())
-	var res []memResult
 	for _, s := range stacks {
 		r, err := s.smallestLimit(ctx, cs, ns, n)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", s.label, err)
+			return nil, check, fmt.Errorf("%s: %w", s.label, err)
 		}
 		res = append(res, r)
 	}
-	return res, nil
+	if r := res[0]; !r.above && !r.atMost {
+		if check, err = stacks[0].atLimit(ctx, cs, ns, n, r.mib); err != nil {
+			return nil, check, fmt.Errorf("%s at %d MiB: %w", stacks[0].label, r.mib, err)
+		}
+	}
+	return res, check, nil
+}
+
+// atLimitCheck is atLimit's outcome: a line for the table, and whether
+// every assertion held.
+type atLimitCheck struct {
+	what string
+	ok   bool
+}
+
+// atLimit checks, at the smallest limit mib, what the e2e suite asserts of
+// the example controller, with n objects: two replicas (each at the limit)
+// hash every one of the n ConfigMaps (their hashes removed first, so that
+// the leader writes n patches: more memory than the start alone), the
+// leader's pod deleted hands over within 1.5 s (TestController/handoff's
+// median bound), the new leader hashes a changed ConfigMap, and no pod is
+// OOMKilled or restarted meanwhile (memSteady after the last step).
+func (s memStack) atLimit(ctx context.Context, cs kubernetes.Interface, ns string, n, mib int) (check atLimitCheck, err error) {
+	defer func() {
+		if rerr := s.remove(cs, ns); rerr != nil && err == nil {
+			err = rerr
+		}
+	}()
+	labels := map[string]string{app.SelectLabel: "true"}
+	if err := fillConfigMaps(ctx, cs, ns, n, labels); err != nil { // the same manager drops the hash it set
+		return check, err
+	}
+	limit := resource.NewQuantity(int64(mib)<<20, resource.BinarySI)
+	if err := s.deploy(ctx, ns, limit, 2); err != nil {
+		return check, err
+	}
+	start := time.Now()
+	fail := func(format string, a ...any) (atLimitCheck, error) {
+		c := atLimitCheck{what: fmt.Sprintf("%d MiB: ", mib) + fmt.Sprintf(format, a...)}
+		fmt.Fprintf(os.Stderr, "bench: memlimit N=%d %s at %d MiB, 2 replicas: FAIL: %s\n", n, s.short, mib, c.what)
+		return c, nil
+	}
+	podsFailed := func() (string, error) {
+		_, why, _, err := s.pods(ctx, cs, ns)
+		return why, err
+	}
+
+	// 1. Every ConfigMap hashed.
+	for {
+		if why, err := podsFailed(); err != nil || why != "" {
+			if err != nil {
+				return check, err
+			}
+			return fail("%s while hashing, %.1f s after the start", why, time.Since(start).Seconds())
+		}
+		hashed, err := countHashed(ctx, cs, ns)
+		if err != nil {
+			return check, err
+		}
+		if hashed >= n {
+			break
+		}
+		if time.Since(start) > 10*time.Minute {
+			return fail("%d of %d ConfigMaps hashed after 10 minutes", hashed, n)
+		}
+		if err := sleep(ctx, 2*time.Second); err != nil {
+			return check, err
+		}
+	}
+	allHashed := time.Since(start)
+
+	// 2. A handoff: the leader's pod deleted, the standby takes the Lease.
+	lease, err := cs.CoordinationV1().Leases(ns).Get(ctx, s.lease, metav1.GetOptions{})
+	if err != nil || lease.Spec.HolderIdentity == nil {
+		return check, fmt.Errorf("the Lease %s/%s has no holder: %v", ns, s.lease, err)
+	}
+	old := *lease.Spec.HolderIdentity
+	leader, _, _ := strings.Cut(old, "_") // POD_NAME_xxxxx
+	deleted := time.Now()
+	if err := cs.CoreV1().Pods(ns).Delete(ctx, leader, metav1.DeleteOptions{}); err != nil {
+		return check, err
+	}
+	var handoff time.Duration
+	for handoff == 0 {
+		l, err := cs.CoordinationV1().Leases(ns).Get(ctx, s.lease, metav1.GetOptions{})
+		if err != nil {
+			return check, err
+		}
+		if h := l.Spec.HolderIdentity; h != nil && *h != "" && *h != old {
+			handoff = time.Since(deleted)
+		} else if time.Since(deleted) > time.Minute {
+			return fail("no new Lease holder within a minute of deleting the leader's pod")
+		}
+		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+			return check, err
+		}
+	}
+
+	// 3. The new leader works; the replacement pod starts at the limit too;
+	// nothing dies.
+	data := map[string]string{"data": fmt.Sprintf("after the handoff %d", time.Now().UnixNano())}
+	sentinel := corev1ac.ConfigMap(memSentinel, ns).WithLabels(labels).WithData(data)
+	if _, err := cs.CoreV1().ConfigMaps(ns).Apply(ctx, sentinel, metav1.ApplyOptions{FieldManager: "incluster-bench", Force: true}); err != nil {
+		return check, err
+	}
+	want := app.ConfigHash(&corev1.ConfigMap{Data: data})
+	changed := time.Now()
+	for {
+		cm, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, memSentinel, metav1.GetOptions{})
+		if err != nil {
+			return check, err
+		}
+		if cm.Annotations[app.HashAnnotation] == want {
+			break
+		}
+		if time.Since(changed) > 30*time.Second {
+			return fail("the new leader did not hash a changed ConfigMap within 30 s")
+		}
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return check, err
+		}
+	}
+	for steady := time.Now(); time.Since(steady) < memSteady; {
+		if why, err := podsFailed(); err != nil || why != "" {
+			if err != nil {
+				return check, err
+			}
+			return fail("%s after the handoff", why)
+		}
+		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+			return check, err
+		}
+	}
+	check = atLimitCheck{
+		what: fmt.Sprintf("%d MiB: all %d hashed %.0f s after the start; handoff %.2f s; no OOMKill, no restart", mib, n, allHashed.Seconds(), handoff.Seconds()),
+		ok:   handoff <= 1500*time.Millisecond,
+	}
+	fmt.Fprintf(os.Stderr, "bench: memlimit N=%d %s at %d MiB, 2 replicas: %s\n", n, s.short, mib, check.what)
+	return check, nil
+}
+
+// countHashed counts the ConfigMaps of ns but the sentinel whose hash
+// annotation is their data's, a page at a time.
+func countHashed(ctx context.Context, cs kubernetes.Interface, ns string) (int, error) {
+	n, cont := 0, ""
+	for {
+		list, err := cs.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{LabelSelector: app.SelectLabel + "=true", Limit: 5000, Continue: cont})
+		if err != nil {
+			return 0, err
+		}
+		for i := range list.Items {
+			cm := &list.Items[i]
+			if cm.Name != memSentinel && cm.Annotations[app.HashAnnotation] == app.ConfigHash(cm) {
+				n++
+			}
+		}
+		if cont = list.Continue; cont == "" {
+			return n, nil
+		}
+	}
 }
 
 // memResult is a bisection's outcome: the smallest passing limit, or a
@@ -282,7 +445,7 @@ func (s memStack) trial(ctx context.Context, cs kubernetes.Interface, ns string,
 		}
 	}()
 	limit := resource.NewQuantity(int64(mib)<<20, resource.BinarySI)
-	if err := s.deploy(ctx, ns, limit); err != nil {
+	if err := s.deploy(ctx, ns, limit, 1); err != nil {
 		return false, "", err
 	}
 	start := time.Now()
