@@ -5,16 +5,10 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"strconv"
 	"strings"
 	"testing"
@@ -27,6 +21,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/incluster/incluster/internal/testca"
 )
 
 // The scraper (hack/cmd/scrape): GETs URLs with its pod's token and prints
@@ -78,52 +74,17 @@ func sample(body, name string, labels ...string) (float64, bool) {
 	return 0, false
 }
 
-// metricsPKI is a CA and a serving certificate it signed for the metrics
-// Service's DNS name, PEM-encoded.
-type metricsPKI struct {
-	ca      *x509.Certificate
-	caKey   *ecdsa.PrivateKey
-	caPEM   []byte
-	dnsName string
-}
-
-func newMetricsPKI(t *testing.T, dnsName string) *metricsPKI {
+// servingCert returns a new certificate of ca for the DNS name dnsName
+// alone, as the tls.crt and tls.key of a Secret, and its SHA-256
+// fingerprint.
+func servingCert(t *testing.T, ca *testca.CA, dnsName string) (crt, key []byte, fingerprint string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "incluster-e2e-metrics-ca"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(der)
-	return &metricsPKI{ca: ca, caKey: key, caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), dnsName: dnsName}
-}
-
-// serving returns a new certificate and key for the DNS name, and the
-// certificate's SHA-256 fingerprint.
-func (p *metricsPKI) serving(t *testing.T) (crt, key []byte, fingerprint string) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: p.dnsName}, DNSNames: []string{p.dnsName},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &k.PublicKey, p.caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(k)
-	sum := sha256.Sum256(der)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), fmt.Sprintf("%x", sum)
+	leaf := ca.Leaf(t, func(c *x509.Certificate) {
+		c.Subject.CommonName, c.DNSNames, c.IPAddresses = dnsName, []string{dnsName}, nil
+	})
+	crt, key = testca.PEM(t, leaf)
+	sum := sha256.Sum256(leaf.Certificate[0])
+	return crt, key, fmt.Sprintf("%x", sum)
 }
 
 // runScrape runs the scraper in a pod of the test's namespace as service
@@ -218,7 +179,6 @@ func metricsURL(ip string) string {
 // from a pod whose token is bound to the metrics-reader ClusterRole, each
 // replica found through the metrics Service.
 func TestControllerMetrics(t *testing.T) {
-	var pki *metricsPKI
 	e := deployController(t, "metrics", func(e *controllerEnv) {
 		spec := &e.deployment.Spec.Template.Spec
 		spec.Volumes = append(spec.Volumes, corev1.Volume{Name: "metrics-cert", VolumeSource: corev1.VolumeSource{
@@ -229,8 +189,8 @@ func TestControllerMetrics(t *testing.T) {
 	})
 	ctx := t.Context()
 	svcName := metricsService + "." + e.ns + ".svc"
-	pki = newMetricsPKI(t, svcName)
-	crt, key, fp1 := pki.serving(t)
+	ca := testca.NewCA(t, "incluster-e2e-metrics-ca")
+	crt, key, fp1 := servingCert(t, ca, svcName)
 	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: metricsCertName}, Type: corev1.SecretTypeTLS,
 		Data: map[string][]byte{corev1.TLSCertKey: crt, corev1.TLSPrivateKeyKey: key}}
 	create(t, ctx, func() error {
@@ -239,7 +199,7 @@ func TestControllerMetrics(t *testing.T) {
 	})
 	create(t, ctx, func() error {
 		_, err := client.CoreV1().ConfigMaps(e.ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "metrics-ca"},
-			Data: map[string]string{"ca.crt": string(pki.caPEM)}}, metav1.CreateOptions{})
+			Data: map[string]string{"ca.crt": string(ca.PEM)}}, metav1.CreateOptions{})
 		return err
 	})
 	for _, sa := range []string{"scraper", "nobody"} {
@@ -364,7 +324,7 @@ func TestControllerMetrics(t *testing.T) {
 
 	t.Run("certificate_reload", func(t *testing.T) {
 		e := e.in(t)
-		crt, key, fp2 := pki.serving(t)
+		crt, key, fp2 := servingCert(t, ca, svcName)
 		secret.Data = map[string][]byte{corev1.TLSCertKey: crt, corev1.TLSPrivateKeyKey: key}
 		if _, err := client.CoreV1().Secrets(e.ns).Update(ctx, secret, metav1.UpdateOptions{}); err != nil {
 			t.Fatal(err)

@@ -101,6 +101,18 @@ func sign(t testing.TB, tmpl *x509.Certificate, parent *CA) *CA {
 	return &CA{Cert: cert, PEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), key: key}
 }
 
+// PEM encodes a certificate of Leaf as the tls.crt and tls.key of a
+// kubernetes.io/tls Secret.
+func PEM(t testing.TB, c tls.Certificate) (crt, key []byte) {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Certificate[0]}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+}
+
 // Bundle concatenates the CAs' certificates, as a ca.crt during a rotation.
 func Bundle(cas ...*CA) []byte {
 	var b []byte

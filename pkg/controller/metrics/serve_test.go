@@ -3,19 +3,10 @@
 package metrics
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
 	"log/slog"
-	"math/big"
-	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -28,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/incluster/incluster/internal/testca"
 	"github.com/incluster/incluster/pkg/controller"
 )
 
@@ -131,50 +123,31 @@ func TestServeInsecure(t *testing.T) {
 	}
 }
 
-// writeCert writes a new self-signed certificate and key to dir, replacing
-// the files as the kubelet does (a new directory, then a rename), and
+// writeCert writes a new certificate of ca and its key to dir, replacing
+// the files as the kubelet does (a new file renamed over the old one), and
 // returns its fingerprint.
-func writeCert(t *testing.T, dir string) string {
+func writeCert(t *testing.T, ca *testca.CA, dir string) string {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: "test"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalECPrivateKey(key)
-	tmp := t.TempDir()
-	if err := os.WriteFile(filepath.Join(tmp, CertFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(tmp, KeyFile), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []string{CertFile, KeyFile} {
-		if err := os.Rename(filepath.Join(tmp, f), filepath.Join(dir, f)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return Fingerprint(der)
+	leaf := ca.Leaf(t)
+	crt, key := testca.PEM(t, leaf)
+	testca.WriteFile(t, filepath.Join(dir, CertFile), crt)
+	testca.WriteFile(t, filepath.Join(dir, KeyFile), key)
+	return Fingerprint(leaf.Certificate[0])
 }
 
 // TestServeReloadsCertificate: files replaced -> the new certificate served
 // within a few poll intervals, by the same server.
 func TestServeReloadsCertificate(t *testing.T) {
 	dir := t.TempDir()
-	first := writeCert(t, dir)
+	ca := testca.NewCA(t, "metrics test CA")
+	first := writeCert(t, ca, dir)
 	cs, _ := reviewer(t)
 	x := New(WithAddress("127.0.0.1:0"), WithCertDir(dir))
 	url := "https://" + serve(t, x, cs) + "/metrics"
 	if _, _, fp := scrape(t, url, "reader"); fp != first {
 		t.Fatalf("served %s, want the directory's %s", fp, first)
 	}
-	second := writeCert(t, dir)
+	second := writeCert(t, ca, dir)
 	start := time.Now()
 	for {
 		_, _, fp := scrape(t, url, "reader")
