@@ -205,14 +205,10 @@ func (s memStack) atLimit(ctx context.Context, cs kubernetes.Interface, ns strin
 		fmt.Fprintf(os.Stderr, "bench: memlimit N=%d %s at %d MiB, 2 replicas: FAIL: %s\n", n, s.short, mib, c.what)
 		return c, nil
 	}
-	podsFailed := func() (string, error) {
-		_, why, _, err := s.pods(ctx, cs, ns)
-		return why, err
-	}
 
 	// 1. Every ConfigMap hashed.
 	for {
-		if why, err := podsFailed(); err != nil || why != "" {
+		if why, err := s.failed(ctx, cs, ns); err != nil || why != "" {
 			if err != nil {
 				return check, err
 			}
@@ -263,38 +259,24 @@ func (s memStack) atLimit(ctx context.Context, cs kubernetes.Interface, ns strin
 
 	// 3. The new leader works; the replacement pod starts at the limit too;
 	// nothing dies.
-	data := map[string]string{"data": fmt.Sprintf("after the handoff %d", time.Now().UnixNano())}
-	sentinel := corev1ac.ConfigMap(memSentinel, ns).WithLabels(labels).WithData(data)
-	if _, err := cs.CoreV1().ConfigMaps(ns).Apply(ctx, sentinel, metav1.ApplyOptions{FieldManager: "incluster-bench", Force: true}); err != nil {
+	changed, want, err := changeSentinel(ctx, cs, ns)
+	if err != nil {
 		return check, err
 	}
-	want := app.ConfigHash(&corev1.ConfigMap{Data: data})
-	changed := time.Now()
-	for {
-		cm, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, memSentinel, metav1.GetOptions{})
+	if why, err := s.waitHash(ctx, cs, ns, want, changed.Add(30*time.Second)); err != nil || why != "" {
 		if err != nil {
 			return check, err
 		}
-		if cm.Annotations[app.HashAnnotation] == want {
-			break
-		}
-		if time.Since(changed) > 30*time.Second {
+		if why == errNoHash {
 			return fail("the new leader did not hash a changed ConfigMap within 30 s")
 		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
-			return check, err
-		}
+		return fail("%s after the handoff", why)
 	}
-	for steady := time.Now(); time.Since(steady) < memSteady; {
-		if why, err := podsFailed(); err != nil || why != "" {
-			if err != nil {
-				return check, err
-			}
-			return fail("%s after the handoff", why)
-		}
-		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+	if why, err := s.steady(ctx, cs, ns); err != nil || why != "" {
+		if err != nil {
 			return check, err
 		}
+		return fail("%s after the handoff", why)
 	}
 	check = atLimitCheck{
 		what: fmt.Sprintf("%d MiB: all %d hashed %.0f s after the start; handoff %.2f s; no OOMKill, no restart", mib, n, allHashed.Seconds(), handoff.Seconds()),
@@ -465,12 +447,6 @@ func (s memStack) trial(ctx context.Context, cs kubernetes.Interface, ns string,
 		return false, fmt.Sprintf("%s after %.1f s", why, time.Since(start).Seconds()), nil
 	}
 
-	// failure is why a pod failed, "" while none has.
-	failure := func() (string, error) {
-		_, why, _, err := s.pods(ctx, cs, ns)
-		return why, err
-	}
-
 	// 1. Ready (the example: caches synced; the others have no readiness
 	// probe: running).
 	var unschedulable time.Time
@@ -503,54 +479,91 @@ func (s memStack) trial(ctx context.Context, cs kubernetes.Interface, ns string,
 	readyAt := time.Now()
 
 	// 2. The sentinel changed, and hashed.
-	data := map[string]string{"data": fmt.Sprintf("%s %d", rand.String(32), time.Now().UnixNano())}
-	want := app.ConfigHash(&corev1.ConfigMap{Data: data})
-	sentinel := corev1ac.ConfigMap(memSentinel, ns).WithLabels(map[string]string{app.SelectLabel: "true"}).WithData(data)
-	if _, err := cs.CoreV1().ConfigMaps(ns).Apply(ctx, sentinel, metav1.ApplyOptions{FieldManager: "incluster-bench", Force: true}); err != nil {
+	written, want, err := changeSentinel(ctx, cs, ns)
+	if err != nil {
 		return false, "", err
 	}
-	written := time.Now()
 	deadline := start.Add(memTimeout)
 	if d := written.Add(memHashTimeout); d.After(deadline) {
 		deadline = d
 	}
-	for {
-		cm, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, memSentinel, metav1.GetOptions{})
+	if why, err := s.waitHash(ctx, cs, ns, want, deadline); err != nil || why != "" {
 		if err != nil {
 			return false, "", err
 		}
-		if cm.Annotations[app.HashAnnotation] == want {
-			break
-		}
-		if why, err := failure(); err != nil || why != "" {
-			if err != nil {
-				return false, "", err
-			}
-			return failed(why)
-		}
-		if time.Now().After(deadline) {
+		if why == errNoHash {
 			return false, fmt.Sprintf("no hash on %s %.0f s after its change, %.0f s after the start", memSentinel,
 				time.Since(written).Seconds(), time.Since(start).Seconds()), nil
 		}
-		if err := sleep(ctx, 100*time.Millisecond); err != nil {
-			return false, "", err
-		}
+		return failed(why)
 	}
 	hashed := time.Now()
 
 	// 3. Steady.
-	for time.Since(hashed) < memSteady {
-		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+	if why, err := s.steady(ctx, cs, ns); err != nil || why != "" {
+		if err != nil {
 			return false, "", err
 		}
-		if why, err := failure(); err != nil || why != "" {
-			if err != nil {
-				return false, "", err
-			}
-			return failed(why + " (after the hash)")
-		}
+		return failed(why + " (after the hash)")
 	}
 	return true, fmt.Sprintf("ready %.1f s, hash %.1f s", readyAt.Sub(start).Seconds(), hashed.Sub(written).Seconds()), nil
+}
+
+// changeSentinel gives the sentinel ConfigMap new data and returns when,
+// and the hash its controller must write.
+func changeSentinel(ctx context.Context, cs kubernetes.Interface, ns string) (time.Time, string, error) {
+	data := map[string]string{"data": fmt.Sprintf("%s %d", rand.String(32), time.Now().UnixNano())}
+	sentinel := corev1ac.ConfigMap(memSentinel, ns).WithLabels(map[string]string{app.SelectLabel: "true"}).WithData(data)
+	if _, err := cs.CoreV1().ConfigMaps(ns).Apply(ctx, sentinel, metav1.ApplyOptions{FieldManager: "incluster-bench", Force: true}); err != nil {
+		return time.Time{}, "", err
+	}
+	return time.Now(), app.ConfigHash(&corev1.ConfigMap{Data: data}), nil
+}
+
+// errNoHash is waitHash's why when the deadline passed without the hash.
+const errNoHash = "no hash"
+
+// waitHash waits until the sentinel carries the hash want: "" then; why a
+// pod failed, if one did first; errNoHash after deadline.
+func (s memStack) waitHash(ctx context.Context, cs kubernetes.Interface, ns, want string, deadline time.Time) (why string, err error) {
+	for {
+		cm, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, memSentinel, metav1.GetOptions{})
+		if err != nil {
+			return "", err
+		}
+		if cm.Annotations[app.HashAnnotation] == want {
+			return "", nil
+		}
+		if why, err := s.failed(ctx, cs, ns); err != nil || why != "" {
+			return why, err
+		}
+		if time.Now().After(deadline) {
+			return errNoHash, nil
+		}
+		if err := sleep(ctx, 100*time.Millisecond); err != nil {
+			return "", err
+		}
+	}
+}
+
+// steady watches the stack's pods for memSteady: "" if none failed, else
+// why one did.
+func (s memStack) steady(ctx context.Context, cs kubernetes.Interface, ns string) (why string, err error) {
+	for start := time.Now(); time.Since(start) < memSteady; {
+		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+			return "", err
+		}
+		if why, err := s.failed(ctx, cs, ns); err != nil || why != "" {
+			return why, err
+		}
+	}
+	return "", nil
+}
+
+// failed says why one of the stack's pods failed, "" while none has.
+func (s memStack) failed(ctx context.Context, cs kubernetes.Interface, ns string) (string, error) {
+	_, why, _, err := s.pods(ctx, cs, ns)
+	return why, err
 }
 
 // pods looks at the stack's pods: whether one is Ready, why one failed
