@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
@@ -176,5 +179,36 @@ func TestAccess(t *testing.T) {
 		if a := mx.Access(); len(a) != 0 {
 			t.Errorf("Access() = %v, want none", a)
 		}
+	}
+}
+
+// TestPreflightChecksServingAccess: without create on tokenreviews the
+// Manager stays in its RBAC preflight, not Ready, and /readyz names the
+// ClusterRole rule to add; the gauge counts it.
+func TestPreflightChecksServingAccess(t *testing.T) {
+	cs := fake.NewClientset()
+	mx := New(WithAddress("127.0.0.1:0"))
+	m, err := controller.NewForClientset(cs, "app", "lease", controller.WithMetrics(mx), controller.WithIdentity("me"),
+		controller.WithProbeAddress("0"), controller.WithPreflightInterval(10*time.Millisecond),
+		controller.WithLogger(slog.New(slog.DiscardHandler)),
+		controller.WithAccessCheck(func(_ context.Context, a authorizationv1.ResourceAttributes) (bool, error) {
+			return a.Resource != "tokenreviews", nil
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- m.Run(ctx, func(ctx context.Context) error { <-ctx.Done(); return nil }) }()
+	waitValue(t, mx.Registry(), "incluster_preflight_missing_rules", nil, 1)
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	want := `add to a ClusterRole bound to the service account by a ClusterRoleBinding: apiGroups ["authentication.k8s.io"] resources ["tokenreviews"] verbs ["create"]`
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), want) {
+		t.Errorf("/readyz: %d %s; want 503 naming %s", rec.Code, rec.Body.String(), want)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
