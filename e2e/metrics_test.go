@@ -48,6 +48,7 @@ type scrapeLine struct {
 	Fingerprint string    `json:"fingerprint"`
 	Body        string    `json:"body"`
 	Error       string    `json:"error"`
+	Retries     int       `json:"retries"`
 }
 
 // sample returns the value of the series name whose labels include each of
@@ -235,11 +236,17 @@ func TestControllerMetrics(t *testing.T) {
 
 	var reconciles float64
 	t.Run("scrape", func(t *testing.T) {
-		lines := e.runScrape(t, "scraper", metricsURL(eps[leader]), metricsURL(eps[standby]), "https://"+svcName+":8443/metrics")
+		// The Service's ClusterIP refuses until kube-proxy has programmed it,
+		// which may come after the EndpointSlice is ready: the scraper tries
+		// again, as Prometheus does on its next scrape.
+		lines := e.runScrape(t, "scraper", "-retry-unreachable", "30s", metricsURL(eps[leader]), metricsURL(eps[standby]), "https://"+svcName+":8443/metrics")
 		if len(lines) != 3 {
 			t.Fatalf("%d answers for 3 URLs: %+v", len(lines), lines)
 		}
 		for i, l := range lines {
+			if l.Retries > 0 {
+				t.Logf("%s: connected after %d refused attempts, 250 ms apart", l.URL, l.Retries)
+			}
 			if l.Status != 200 || l.Fingerprint != fp1 {
 				t.Fatalf("%s: status %d %q, certificate %.12s; want 200 with the Secret's certificate %.12s", l.URL, l.Status, l.Error+firstLine(l.Body), l.Fingerprint, fp1)
 			}

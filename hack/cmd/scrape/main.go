@@ -6,11 +6,14 @@
 // cluster's images have no shell and no curl: the e2e suite runs it as a pod.
 //
 //	scrape [-token-file PATH] [-ca-file PATH] [-server-name NAME]
-//	       [-repeat 1] [-interval 1s] [-timeout 5s] URL...
+//	       [-repeat 1] [-interval 1s] [-timeout 5s] [-retry-unreachable 0]
+//	       URL...
 //
 // Each line, on stdout, is
 //
 //	{"time":"...","url":"...","status":200,"fingerprint":"...","body":"..."}
+//
+// plus "retries":N when -retry-unreachable made N more attempts.
 //
 // time is when the request was sent (RFC 3339, nanoseconds, UTC);
 // fingerprint is the lowercase hex SHA-256 of the server's leaf
@@ -38,6 +41,12 @@
 //	             stop after the round in which a server presented this
 //	             certificate (e.g. to wait for a reloaded one).
 //	-timeout D   for each request, body included.
+//	-retry-unreachable D
+//	             when no connection could be made (refused, no route: a
+//	             Service whose endpoints kube-proxy has not programmed yet),
+//	             try again every 250 ms for up to D, as a scraper does on
+//	             its next scrape; only the last attempt is printed. Errors
+//	             after the connection (TLS, HTTP status) are never retried.
 //
 // Exit status: 0 when every request was made, whatever came back (HTTP
 // errors and transport errors are in the lines); 2 on bad usage (no URL, a
@@ -55,6 +64,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -76,6 +86,7 @@ type line struct {
 	Fingerprint string  `json:"fingerprint,omitempty"`
 	Body        *string `json:"body,omitempty"`
 	Error       string  `json:"error,omitempty"`
+	Retries     int     `json:"retries,omitempty"`
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -88,8 +99,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	interval := fs.Duration("interval", time.Second, "wait this long between rounds")
 	until := fs.String("until-fingerprint", "", "stop after the round in which a server presented this certificate")
 	timeout := fs.Duration("timeout", 5*time.Second, "time limit of each request, body included")
+	retryFor := fs.Duration("retry-unreachable", 0, "when no connection could be made, try again for up to this long")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: scrape [-token-file PATH] [-ca-file PATH] [-server-name NAME] [-repeat 1] [-interval 1s] [-until-fingerprint SHA256] [-timeout 5s] URL...")
+		fmt.Fprintln(stderr, "usage: scrape [-token-file PATH] [-ca-file PATH] [-server-name NAME] [-repeat 1] [-interval 1s] [-until-fingerprint SHA256] [-timeout 5s] [-retry-unreachable 0] URL...")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -112,6 +124,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return usage("-interval %v: want 0 or more", *interval)
 	case *timeout <= 0:
 		return usage("-timeout %v: want more than 0", *timeout)
+	case *retryFor < 0:
+		return usage("-retry-unreachable %v: want 0 or more", *retryFor)
 	}
 	for _, u := range fs.Args() {
 		p, err := url.Parse(u)
@@ -151,7 +165,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		seen := false
 		for _, u := range fs.Args() {
-			l := scrape(client, u, tok.bearer())
+			l := scrapeRetrying(client, u, tok, *retryFor)
 			seen = seen || (*until != "" && l.Fingerprint == *until)
 			if err := enc.Encode(l); err != nil {
 				fmt.Fprintf(stderr, "scrape: writing to stdout: %v\n", err)
@@ -165,14 +179,29 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// scrapeRetrying scrapes u until a connection was made or retryFor has
+// passed since the first attempt.
+func scrapeRetrying(client *http.Client, u string, tok *token, retryFor time.Duration) line {
+	deadline := time.Now().Add(retryFor)
+	for retries := 0; ; retries++ {
+		l, dialed := scrape(client, u, tok.bearer())
+		if dialed || time.Now().After(deadline) {
+			l.Retries = retries
+			return l
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
 // scrape GETs u, with "Authorization: Bearer bearer" unless bearer is "".
-func scrape(client *http.Client, u, bearer string) line {
+// It reports whether a connection was made (false: the dial failed).
+func scrape(client *http.Client, u, bearer string) (l line, dialed bool) {
 	start := time.Now()
-	l := line{Time: start.UTC().Format(time.RFC3339Nano), URL: u}
+	l = line{Time: start.UTC().Format(time.RFC3339Nano), URL: u}
 	req, err := http.NewRequest(http.MethodGet, u, nil)
 	if err != nil {
 		l.Error = err.Error()
-		return l
+		return l, true
 	}
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
@@ -180,7 +209,8 @@ func scrape(client *http.Client, u, bearer string) line {
 	resp, err := client.Do(req)
 	if err != nil {
 		l.Error = err.Error()
-		return l
+		var op *net.OpError
+		return l, !(errors.As(err, &op) && op.Op == "dial")
 	}
 	defer resp.Body.Close()
 	l.Status = resp.StatusCode
@@ -194,7 +224,7 @@ func scrape(client *http.Client, u, bearer string) line {
 	if err != nil {
 		l.Error = "reading the body: " + err.Error()
 	}
-	return l
+	return l, true
 }
 
 // token reads the bearer token file for every request and says once on

@@ -190,6 +190,60 @@ func TestUnreachable(t *testing.T) {
 	}
 }
 
+// TestRetryUnreachable: with -retry-unreachable a refused connection is
+// tried again until the server listens (a Service kube-proxy programs late);
+// an answer, even a TLS failure, is never retried, and without the flag
+// nothing is.
+func TestRetryUnreachable(t *testing.T) {
+	l := listen127(t)
+	addr := l.Addr().String()
+	l.Close()
+	u := "https://" + addr + "/metrics"
+
+	// Refused until the server listens on that port, 600 ms later.
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		time.Sleep(600 * time.Millisecond)
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Errorf("listening again on %s: %v", addr, err)
+			return
+		}
+		srv.Listener.Close()
+		srv.Listener = l
+		srv.StartTLS()
+	}()
+	t.Cleanup(func() { <-done; srv.Close() })
+
+	code, lines, stderr := scrapeRun(t, "-token-file=", "-retry-unreachable", "20s", u)
+	<-done
+	if code != 0 || len(lines) != 1 {
+		t.Fatalf("exit %d, %d lines; stderr %q", code, len(lines), stderr)
+	}
+	// The system roots do not have httptest's CA: a TLS error, after the
+	// connection was made, so the last attempt is that one.
+	if l := lines[0]; l.Retries < 1 || !strings.Contains(l.Error, "certificate") {
+		t.Errorf("line %+v: want retries >= 1 and then the certificate error", l)
+	}
+	if code, lines, _ := scrapeRun(t, "-token-file=", "-retry-unreachable", "20s", u); code != 0 || len(lines) != 1 || lines[0].Retries != 0 || !strings.Contains(lines[0].Error, "certificate") {
+		t.Errorf("a TLS failure: lines %+v; want it at once, not retried", lines)
+	}
+
+	// Without the flag, or past the bound: one attempt's error.
+	l = listen127(t)
+	gone := "https://" + l.Addr().String() + "/"
+	l.Close()
+	start := time.Now()
+	if code, lines, _ := scrapeRun(t, "-token-file=", "-retry-unreachable", "300ms", gone); code != 0 || len(lines) != 1 || lines[0].Retries < 1 || lines[0].Status != 0 || lines[0].Error == "" {
+		t.Errorf("past the bound: lines %+v; want the refused error after retries", lines)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("-retry-unreachable 300ms took %v", d)
+	}
+}
+
 func TestUsage(t *testing.T) {
 	for _, args := range [][]string{
 		{},
@@ -197,6 +251,7 @@ func TestUsage(t *testing.T) {
 		{"-nope", "https://127.0.0.1/"},
 		{"-repeat", "0", "https://127.0.0.1/"},
 		{"-timeout", "0s", "https://127.0.0.1/"},
+		{"-retry-unreachable", "-1s", "https://127.0.0.1/"},
 		{"-insecure", "https://127.0.0.1/"}, // gone: verification is never off
 		{"127.0.0.1/metrics"},
 		{"ftp://127.0.0.1/"},
