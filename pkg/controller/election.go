@@ -6,7 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -306,29 +308,29 @@ func (m *Manager) releaseReserve() time.Duration {
 // after up to 2.2 x the retry period. The lease is released only after the
 // work has returned. again: contend once more (the lease was lost and the
 // work has returned, or a standby saw the lease released).
-func (m *Manager) contend(ctx context.Context, work Work) (again bool, err error) {
-	g := newLeaseGate(m.newLock(), time.Now, m.requestTimeout())
+func (e *elector) contend(ctx context.Context, work Work) (again bool, err error) {
+	g := newLeaseGate(e.newLock(), time.Now, e.m.requestTimeout())
 	g.onTaken = func(holder string) {
-		m.log.Warn("the Lease is held by another holder: stopping the work", "holder", holder)
+		e.log.Warn("the Lease is held by another holder: stopping the work", "holder", holder)
 	}
-	g.onRenewed = func(t time.Time) { m.o.metrics.Renewed(m.leaseName, t) }
-	m.round.Store(g)
+	g.onRenewed = func(t time.Time) { e.m.o.metrics.Renewed(e.leaseName, t) }
+	e.round.Store(g)
 	workDone := make(chan workResult, 1)
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock:            g,
-		Name:            m.leaseName,
-		LeaseDuration:   m.o.leaseDuration,
-		RenewDeadline:   m.o.renewDeadline,
-		RetryPeriod:     m.o.retryPeriod,
+		Name:            e.leaseName,
+		LeaseDuration:   e.m.o.leaseDuration,
+		RenewDeadline:   e.m.o.renewDeadline,
+		RetryPeriod:     e.m.o.retryPeriod,
 		ReleaseOnCancel: true, // safe: the gate refuses while the work runs, and the election stops only after it returned
 		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(leCtx context.Context) { m.lead(ctx, leCtx, g, work, workDone) },
+			OnStartedLeading: func(leCtx context.Context) { e.lead(ctx, leCtx, g, work, workDone) },
 			OnStoppedLeading: func() {},
 			OnNewLeader: func(id string) {
-				m.o.metrics.LeaderObserved(m.leaseName, id)
-				m.observedLeader.Store(&id)
-				if id != m.identity {
-					m.log.Info("leader observed", "leader", id)
+				e.m.o.metrics.LeaderObserved(e.leaseName, id)
+				e.observedLeader.Store(&id)
+				if id != e.m.identity {
+					e.log.Info("leader observed", "leader", id)
 				}
 			},
 		},
@@ -340,7 +342,7 @@ func (m *Manager) contend(ctx context.Context, work Work) (again bool, err error
 	// The election's context is not the shutdown's: it is cancelled below,
 	// after the work has returned, and client-go releases the lease then.
 	select { // a release seen before this round began: this round's first try sees it
-	case <-m.released:
+	case <-e.released:
 	default:
 	}
 	electionCtx, stopElection := context.WithCancel(context.WithoutCancel(ctx))
@@ -360,7 +362,7 @@ func (m *Manager) contend(ctx context.Context, work Work) (again bool, err error
 		case res = <-workDone:
 			returned = true
 		case <-electionDone: // renewing failed (client-go stopped); the gate has cancelled the work
-		case <-m.released:
+		case <-e.released:
 			// The leader gave the lease back. A standby ends this round, so
 			// that the next one tries at once; a replica that has just
 			// acquired it keeps its round.
@@ -373,13 +375,13 @@ func (m *Manager) contend(ctx context.Context, work Work) (again bool, err error
 		cause = errShutdown
 		// The whole shutdown ends by the deadline: the work gets all of it
 		// but the release's reserve, and no election request outlives it.
-		deadline := m.shutdownDeadline()
+		deadline := e.deadline()
 		g.setDeadline(deadline)
 	}
 	if started := g.close(cause); started && !returned {
-		wait := m.o.shutdownTimeout // not shutting down: the round ended under the work
+		wait := e.m.o.shutdownTimeout // not shutting down: the round ended under the work
 		if ctx.Err() != nil {
-			wait = time.Until(m.shutdownDeadline()) - m.releaseReserve()
+			wait = time.Until(e.deadline()) - e.m.releaseReserve()
 		}
 		t := time.NewTimer(max(wait, 0))
 		select {
@@ -389,8 +391,8 @@ func (m *Manager) contend(ctx context.Context, work Work) (again bool, err error
 		}
 		t.Stop()
 		if !returned {
-			m.log.Error("the work did not return within the shutdown timeout: not releasing the lease, it expires on its own",
-				"shutdownTimeout", m.o.shutdownTimeout.String(), "expiresIn", m.o.leaseDuration.String())
+			e.log.Error("the work did not return within the shutdown timeout: not releasing the lease, it expires on its own",
+				"shutdownTimeout", e.m.o.shutdownTimeout.String(), "expiresIn", e.m.o.leaseDuration.String())
 			stopElection() // the gate refuses the release: the work still runs
 			<-electionDone
 			return false, ErrWorkStillRunning
@@ -401,29 +403,29 @@ func (m *Manager) contend(ctx context.Context, work Work) (again bool, err error
 	stopElection()
 	<-electionDone
 	if g.wasReleased() {
-		m.log.Info("lease released after the work returned")
+		e.log.Info("lease released after the work returned")
 	}
 	var taken *leaseTakenError
 	switch {
 	case ctx.Err() != nil:
 		return false, nil
 	case takeover:
-		m.log.Info("the lease was released: contending at once")
+		e.log.Info("the lease was released: contending at once")
 		return true, nil
 	case returned && !res.cancelled:
 		if res.err != nil {
 			return false, fmt.Errorf("the work failed: %w", res.err)
 		}
-		m.log.Info("the work returned on its own")
+		e.log.Info("the work returned on its own")
 		return false, nil
-	case m.o.exitOnLost:
+	case e.m.o.exitOnLost:
 		return false, ErrLeadershipLost
 	case errors.As(res.cause, &taken):
-		m.log.Warn("the Lease was taken by another holder and the work stopped; contending again", "holder", taken.holder)
+		e.log.Warn("the Lease was taken by another holder and the work stopped; contending again", "holder", taken.holder)
 		return true, nil
 	default:
 		if returned {
-			m.log.Warn("leadership lost and the work stopped; contending again")
+			e.log.Warn("leadership lost and the work stopped; contending again")
 		}
 		return true, nil
 	}
@@ -434,27 +436,31 @@ func (m *Manager) contend(ctx context.Context, work Work) (again bool, err error
 // also cancelled at shutdown, by the gate when renewing stops or the Lease
 // names another holder, by the watchdog when the lease is overdue, and by a
 // panic in a handler of AddEventHandler.
-func (m *Manager) lead(ctx, leCtx context.Context, g *leaseGate, work Work, done chan<- workResult) {
+func (e *elector) lead(ctx, leCtx context.Context, g *leaseGate, work Work, done chan<- workResult) {
 	workCtx, cancel := context.WithCancelCause(leCtx)
 	defer cancel(nil)
 	if !g.startWork(cancel) {
 		return // the round is over or the lease already released: never start
 	}
 	defer context.AfterFunc(ctx, func() { cancel(errShutdown) })()
-	go m.watchdog(workCtx, g)
-	m.log.Info("leading: the work starts")
-	m.o.metrics.Leading(m.leaseName, true)
-	t := &term{m: m, cancel: cancel}
-	err := m.runWork(context.WithValue(workCtx, termKey{}, t), work)
+	go e.watchdog(workCtx, g)
+	e.log.Info("leading: the work starts")
+	e.m.o.metrics.Leading(e.leaseName, true)
+	t := &term{m: e.m, cancel: cancel}
+	wctx := context.WithValue(workCtx, termKey{}, t)
+	if e.shard != nil {
+		wctx = context.WithValue(wctx, shardKey{}, *e.shard)
+	}
+	err := e.m.runWork(wctx, work)
 	cause := context.Cause(workCtx)
 	if perr := t.err(); perr != nil && err == nil {
 		err = perr // a handler panicked: the work failed
 	}
 	cancelled := workCtx.Err() != nil && !isPanic(err)
 	g.workReturned()
-	m.o.metrics.Leading(m.leaseName, false)
+	e.m.o.metrics.Leading(e.leaseName, false)
 	if cancelled {
-		m.log.Info("the work returned", "cancelledBecause", cause.Error())
+		e.log.Info("the work returned", "cancelledBecause", cause.Error())
 	}
 	done <- workResult{err: err, cancelled: cancelled, cause: cause}
 }
@@ -463,7 +469,7 @@ func (m *Manager) lead(ctx, leCtx context.Context, g *leaseGate, work Work, done
 // deadline, counted from the renewTime of the last renewal: client-go gives
 // up renewing about then too, and standbys may take the lease after the
 // lease duration. It wakes exactly when the deadline would pass.
-func (m *Manager) watchdog(ctx context.Context, g *leaseGate) {
+func (e *elector) watchdog(ctx context.Context, g *leaseGate) {
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -473,71 +479,125 @@ func (m *Manager) watchdog(ctx context.Context, g *leaseGate) {
 		case <-t.C:
 		}
 		_, _, since := g.state()
-		if left := m.o.renewDeadline - since; left > 0 {
+		if left := e.m.o.renewDeadline - since; left > 0 {
 			t.Reset(left)
 			continue
 		}
-		m.log.Warn("lease not renewed within the renew deadline: stopping the work",
-			"sinceRenewal", since.Round(time.Millisecond).String(), "renewDeadline", m.o.renewDeadline.String())
+		e.log.Warn("lease not renewed within the renew deadline: stopping the work",
+			"sinceRenewal", since.Round(time.Millisecond).String(), "renewDeadline", e.m.o.renewDeadline.String())
 		g.cancelWork(errRenewOverdue)
 		return
 	}
 }
 
+// elector contends for one Lease and runs the work while it holds it, one
+// election round after another (contend): the Manager's Lease, or one
+// shard's (shards.go). Each has its own gate, release signal and holder
+// check; what they share (client, identity, durations) is the Manager's.
+type elector struct {
+	m              *Manager
+	leaseName      string
+	log            *slog.Logger
+	shard          *Shard                        // the shard the work is for; nil: the whole controller
+	labels         map[string]string             // of the Lease, when this elector creates it
+	newLock        func() resourcelock.Interface // newLeaseLock; tests wrap it
+	deadline       func() time.Time              // when a shutdown of this elector must be over
+	round          atomic.Pointer[leaseGate]     // the current election round
+	observedLeader atomic.Pointer[string]
+	released       chan struct{} // the Lease was given back (buffer 1)
+	checking       atomic.Bool   // checkHolder runs
+}
+
+func (m *Manager) newElector(leaseName string, log *slog.Logger) *elector {
+	e := &elector{m: m, leaseName: leaseName, log: log, released: make(chan struct{}, 1), deadline: m.shutdownDeadline}
+	e.newLock = e.newLeaseLock
+	return e
+}
+
+// leading says whether this elector runs the work under a Lease renewed
+// within the renew deadline and not found held by another holder.
+func (e *elector) leading() bool {
+	g := e.round.Load()
+	if g == nil {
+		return false
+	}
+	running, taken, since := g.state()
+	return running && !taken && since < e.m.o.renewDeadline
+}
+
 // newLeaseLock is the election's lock: the Lease in the pod's namespace.
-func (m *Manager) newLeaseLock() resourcelock.Interface {
+func (e *elector) newLeaseLock() resourcelock.Interface {
 	return &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Namespace: m.namespace, Name: m.leaseName},
-		Client:     m.cs.CoordinationV1(),
-		LockConfig: resourcelock.ResourceLockConfig{Identity: m.identity}, // no EventRecorder: no events, no RBAC for them
+		LeaseMeta:  metav1.ObjectMeta{Namespace: e.m.namespace, Name: e.leaseName},
+		Labels:     e.labels,
+		Client:     e.m.cs.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: e.m.identity}, // no EventRecorder: no events, no RBAC for them
 	}
 }
 
-// newLeaseInformer returns an informer of this Manager's Lease alone (a
-// field selector on its name, so that a Role can grant list and watch with
-// resourceNames). Each time the Lease is given back (an update that leaves
-// it without a holder) it signals m.released: client-go's elector looks at
-// the Lease only every retry period (plus jitter); with the watch a standby
-// takes a released lease at once, so a rolling update hands over in about
-// the time the old leader's work takes to return. Each time it names
-// another holder while this replica leads, checkHolder reads the Lease and
-// stops the work if that is so.
+// seen takes note of the Lease as watched: given back (no holder) signals
+// e.released: client-go's elector looks at the Lease only every retry
+// period (plus jitter); with the watch a standby takes a released lease at
+// once, so a rolling update hands over in about the time the old leader's
+// work takes to return. Another holder, while this replica leads, makes
+// checkHolder read the Lease and stop the work if that is so.
+func (e *elector) seen(l *coordinationv1.Lease) {
+	switch holder := holderOf(l); holder {
+	case "":
+		select {
+		case e.released <- struct{}{}:
+		default: // one signal pending is enough
+		}
+	case e.m.identity:
+	default:
+		e.checkHolder()
+	}
+}
+
+// newLeaseInformer returns an informer of the Manager's Leases: its Lease
+// alone (a field selector on its name, so that a Role can grant list and
+// watch with resourceNames), or, sharded, every Lease of its shard group (a
+// label selector). Each Lease it sees goes to the elector of that name
+// (elector.seen), and to the shard coordinator when sharded.
 func (m *Manager) newLeaseInformer() cache.SharedIndexInformer {
 	leases := m.cs.CoordinationV1().Leases(m.namespace)
-	byName := func(o *metav1.ListOptions) {
+	tweak := func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("metadata.name", m.leaseName).String()
+	}
+	desc := "the Lease " + m.leaseName
+	if m.o.shards > 0 {
+		tweak = func(o *metav1.ListOptions) { o.LabelSelector = shardGroupLabel + "=" + m.leaseName }
+		desc = "the Leases of shard group " + m.leaseName
 	}
 	inf := cache.NewSharedIndexInformerWithOptions(cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			byName(&o)
+			tweak(&o)
 			return leases.List(ctx, o)
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			byName(&o)
+			tweak(&o)
 			return leases.Watch(ctx, o)
 		},
-	}, m.cs), &coordinationv1.Lease{}, cache.SharedIndexInformerOptions{ObjectDescription: "the Lease " + m.leaseName})
-	seen := func(obj any) {
-		l, ok := obj.(*coordinationv1.Lease)
-		if !ok || l.Name != m.leaseName {
-			return
+	}, m.cs), &coordinationv1.Lease{}, cache.SharedIndexInformerOptions{ObjectDescription: desc})
+	seen := func(obj any, deleted bool) {
+		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = d.Obj
 		}
-		switch holder := holderOf(l); holder {
-		case "":
-			select {
-			case m.released <- struct{}{}:
-			default: // one signal pending is enough
-			}
-		case m.identity:
-		default:
-			m.checkHolder()
+		l, ok := obj.(*coordinationv1.Lease)
+		switch {
+		case !ok:
+		case m.shards != nil:
+			m.shards.seen(l, deleted)
+		case l.Name == m.leaseName && !deleted:
+			m.elector.seen(l)
 		}
 	}
 	// Add too: a release that lands while the watch is (re)established
 	// arrives as an add of the initial list.
 	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    seen,
-		UpdateFunc: func(_, obj any) { seen(obj) },
+		AddFunc:    func(obj any) { seen(obj, false) },
+		UpdateFunc: func(_, obj any) { seen(obj, false) },
+		DeleteFunc: func(obj any) { seen(obj, true) },
 	})
 	return inf
 }
@@ -546,19 +606,19 @@ func (m *Manager) newLeaseInformer() cache.SharedIndexInformer {
 // the Lease names another holder. The watch that calls it may deliver an
 // event older than this replica's own acquisition; the read is current.
 // One check runs at a time.
-func (m *Manager) checkHolder() {
-	g := m.round.Load()
+func (e *elector) checkHolder() {
+	g := e.round.Load()
 	if g == nil {
 		return
 	}
-	if running, taken, _ := g.state(); !running || taken || !m.checking.CompareAndSwap(false, true) {
+	if running, taken, _ := g.state(); !running || taken || !e.checking.CompareAndSwap(false, true) {
 		return
 	}
 	go func() {
-		defer m.checking.Store(false)
-		ctx, cancel := context.WithTimeout(context.Background(), m.requestTimeout())
+		defer e.checking.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), e.m.requestTimeout())
 		defer cancel()
-		l, err := m.cs.CoordinationV1().Leases(m.namespace).Get(ctx, m.leaseName, metav1.GetOptions{})
+		l, err := e.m.cs.CoordinationV1().Leases(e.m.namespace).Get(ctx, e.leaseName, metav1.GetOptions{})
 		if err != nil {
 			return // the elector's next renewal will tell
 		}

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 )
@@ -125,7 +126,13 @@ func (l *Loop) Work(ctx context.Context) error {
 		workqueue.TypedRateLimitingQueueConfig[Request]{Name: l.name, MetricsProvider: l.m.o.metrics.QueueMetrics()})
 	l.m.o.metrics.LoopStarted(l.name, l.workers)
 	defer q.ShutDown()
+	// Sharded (WithShards), the loop sees only its shard's objects, and
+	// owned objects whose owner is in its shard.
+	shard, sharded := ShardFrom(ctx)
 	enqueue := func(obj any) {
+		if sharded && !shard.containsObject(obj) {
+			return
+		}
 		if name, err := cache.DeletionHandlingObjectToName(obj); err == nil {
 			q.Add(name)
 		}
@@ -139,7 +146,7 @@ func (l *Loop) Work(ctx context.Context) error {
 	}
 	for _, o := range l.owned {
 		enqueueOwner := func(obj any) {
-			if name, ok := ownerOf(obj, o.owner); ok {
+			if name, uid, ok := ownerOf(obj, o.owner); ok && (!sharded || shard.Contains(uid)) {
 				q.Add(name)
 			}
 		}
@@ -161,9 +168,13 @@ func (l *Loop) Work(ctx context.Context) error {
 	defer cut()
 	context.AfterFunc(ctx, func() { time.AfterFunc(l.m.WorkBudget(), cut) })
 	var wg sync.WaitGroup
+	var only *Shard
+	if sharded {
+		only = &shard
+	}
 	for range l.workers {
 		wg.Go(func() {
-			for l.next(ctx, writes, q) {
+			for l.next(ctx, writes, q, only) {
 			}
 		})
 	}
@@ -174,8 +185,10 @@ func (l *Loop) Work(ctx context.Context) error {
 }
 
 // next reconciles one object; false once the queue is shut down or the
-// term is over.
-func (l *Loop) next(ctx, writes context.Context, q workqueue.TypedRateLimitingInterface[Request]) bool {
+// term is over. With shard, an object the primary informer holds now in
+// another shard is not reconciled: a name deleted and made again gets a new
+// uid, maybe in another shard, whose owner reconciles it.
+func (l *Loop) next(ctx, writes context.Context, q workqueue.TypedRateLimitingInterface[Request], shard *Shard) bool {
 	req, shutdown := q.Get()
 	if shutdown {
 		return false
@@ -183,6 +196,12 @@ func (l *Loop) next(ctx, writes context.Context, q workqueue.TypedRateLimitingIn
 	defer q.Done(req)
 	if ctx.Err() != nil {
 		return false // no reconcile starts once the term is over
+	}
+	if shard != nil {
+		if obj, exists, err := l.primary.GetStore().GetByKey(req.String()); err == nil && exists && !shard.containsObject(obj) {
+			q.Forget(req)
+			return true
+		}
 	}
 	mx := l.m.o.metrics
 	mx.ActiveWorkers(l.name, 1)
@@ -222,23 +241,23 @@ func (l *Loop) call(ctx context.Context, req Request) (res Result, err error) {
 	return l.reconcile(ctx, req)
 }
 
-// ownerOf returns the name of obj's controller owner of kind gk, in obj's
-// namespace.
-func ownerOf(obj any, gk schema.GroupKind) (Request, bool) {
+// ownerOf returns the name and uid of obj's controller owner of kind gk, in
+// obj's namespace.
+func ownerOf(obj any, gk schema.GroupKind) (Request, types.UID, bool) {
 	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = d.Obj
 	}
 	o, err := meta.Accessor(obj)
 	if err != nil {
-		return Request{}, false
+		return Request{}, "", false
 	}
 	ref := metav1.GetControllerOfNoCopy(o)
 	if ref == nil {
-		return Request{}, false
+		return Request{}, "", false
 	}
 	gv, err := schema.ParseGroupVersion(ref.APIVersion)
 	if err != nil || gv.Group != gk.Group || ref.Kind != gk.Kind {
-		return Request{}, false
+		return Request{}, "", false
 	}
-	return Request{Namespace: o.GetNamespace(), Name: ref.Name}, true
+	return Request{Namespace: o.GetNamespace(), Name: ref.Name}, ref.UID, true
 }

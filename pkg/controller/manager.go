@@ -27,7 +27,6 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/incluster/incluster/pkg/incluster"
 )
@@ -75,6 +74,7 @@ type options struct {
 	metadataClient    metadata.Interface
 	memoryLimitRatio  float64
 	metrics           Metrics
+	shards            int
 }
 
 // WithIdentity sets the Lease holder's name instead of Identity's.
@@ -167,14 +167,11 @@ type Manager struct {
 	// The probes' view.
 	preflightMissing atomic.Pointer[string] // nil: passed
 	synced           atomic.Bool
-	round            atomic.Pointer[leaseGate] // the current election round
-	observedLeader   atomic.Pointer[string]
 
-	leases   cache.SharedIndexInformer     // the Lease alone: newLeaseInformer
-	released chan struct{}                 // the Lease was given back (buffer 1)
-	checking atomic.Bool                   // checkHolder runs
-	events   events.EventBroadcaster       // EventRecorder's, nil if none
-	newLock  func() resourcelock.Interface // newLeaseLock; tests wrap it
+	*elector                           // the Lease's (unsharded): contend, round, newLock
+	shards   *sharder                  // WithShards; nil: one leader runs the work
+	leases   cache.SharedIndexInformer // the Lease alone, or the shard group's: newLeaseInformer
+	events   events.EventBroadcaster   // EventRecorder's, nil if none
 	// memoryProvider reads the container's memory limit (memory.go).
 	memoryProvider memlimit.Provider
 	panics         atomic.Uint64
@@ -341,12 +338,14 @@ func newManager(cs Clientset, namespace string, can accessFunc, leaseName string
 	}
 	m := &Manager{
 		cs: cs, namespace: namespace, leaseName: leaseName, identity: o.identity, can: can, o: o,
-		log:      o.logger.With("lease", namespace+"/"+leaseName, "identity", o.identity),
-		clients:  &clients{dyn: o.dynamicClient, meta: o.metadataClient},
-		released: make(chan struct{}, 1),
+		log:     o.logger.With("lease", namespace+"/"+leaseName, "identity", o.identity),
+		clients: &clients{dyn: o.dynamicClient, meta: o.metadataClient},
+	}
+	m.elector = m.newElector(leaseName, m.log)
+	if o.shards > 0 {
+		m.shards = newSharder(m, o.shards)
 	}
 	m.leases = m.newLeaseInformer()
-	m.newLock = m.newLeaseLock
 	m.memoryProvider = memlimit.FromCgroup
 	return m, nil
 }
@@ -380,6 +379,14 @@ func validate(namespace, leaseName string, o options) error {
 	}
 	if math.IsNaN(o.memoryLimitRatio) || o.memoryLimitRatio < 0 || o.memoryLimitRatio > 1 {
 		problems = append(problems, fmt.Sprintf("the memory limit ratio is %g: want 0 (off) to 1", o.memoryLimitRatio))
+	}
+	if o.shards < 0 || o.shards > MaxShards || o.shards&(o.shards-1) != 0 {
+		problems = append(problems, fmt.Sprintf("%d shards: want a power of two from 1 to %d (WithShards), or 0 for none", o.shards, MaxShards))
+	}
+	if o.shards > 0 {
+		if errs := validation.IsDNS1123Subdomain(fmt.Sprintf("%s-shard-%d", leaseName, o.shards-1)); len(errs) > 0 {
+			problems = append(problems, fmt.Sprintf("lease name %q is too long for its shards' Leases (\"-shard-N\" and \"-member-XXXXXXXX\" are added)", leaseName))
+		}
 	}
 	if o.leaseDuration > 0 && o.leaseDuration%time.Second != 0 {
 		problems = append(problems, fmt.Sprintf("the lease duration (%s) must be whole seconds: the Lease stores seconds", o.leaseDuration))

@@ -18,14 +18,20 @@ const checkTimeout = 10 * time.Second
 // accessNeeded lists every access check of the preflight: list and watch of
 // each informer, the election's get, create and update on its Lease and the
 // list and watch of newLeaseInformer (all but create restricted to its name:
-// a Role can say resourceNames for them, not for create), then
+// a Role can say resourceNames for them, not for create; sharded, those and
+// delete on every Lease of the namespace), then
 // WithPermissions', then what WithMetrics' serving needs (cluster scope). Duplicates are left out.
 func (m *Manager) accessNeeded() []authorizationv1.ResourceAttributes {
 	m.mu.Lock()
 	all := append([]authorizationv1.ResourceAttributes(nil), m.watched...)
 	m.mu.Unlock()
 	lease := authorizationv1.ResourceAttributes{Namespace: m.namespace, Group: coordinationv1.GroupName, Resource: "leases"}
-	for _, v := range []struct{ verb, name string }{{"get", m.leaseName}, {"create", ""}, {"update", m.leaseName}, {"list", m.leaseName}, {"watch", m.leaseName}} {
+	verbs := []struct{ verb, name string }{{"get", m.leaseName}, {"create", ""}, {"update", m.leaseName}, {"list", m.leaseName}, {"watch", m.leaseName}}
+	if m.shards != nil {
+		// The shards' and members' Leases: names not known in advance.
+		verbs = []struct{ verb, name string }{{"get", ""}, {"create", ""}, {"update", ""}, {"delete", ""}, {"list", ""}, {"watch", ""}}
+	}
+	for _, v := range verbs {
 		a := lease
 		a.Verb, a.Name = v.verb, v.name
 		all = append(all, a)

@@ -4,6 +4,7 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -63,6 +64,10 @@ func (m *Manager) Run(ctx context.Context, work Work) error {
 		return nil
 	}
 	m.synced.Store(true)
+	if m.shards != nil {
+		m.log.Info("ready: caches synced; sharing the shards with the other replicas", "shards", m.shards.count)
+		return m.shards.run(ctx, work)
+	}
 	m.log.Info("ready: caches synced; contending for the lease")
 
 	for ctx.Err() == nil {
@@ -117,14 +122,18 @@ func (m *Manager) serveProbes(ctx context.Context) (stop func(), err error) {
 //   - /readyz: 200 once the RBAC preflight passed and the caches synced,
 //     on the leader and on standbys alike; 503 before, with the reason;
 //   - /leader: 200 on the replica that runs the work under a renewed lease,
-//     503 elsewhere. Not a probe for the kubelet: for people and tests.
+//     503 elsewhere; sharded (WithShards), 200 while it holds a shard.
+//     Not a probe for the kubelet: for people and tests;
+//   - /shards: Shards as JSON: the shards held and assigned here.
 func (m *Manager) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if g := m.round.Load(); g != nil {
-			if running, taken, since := g.state(); running && !taken && since >= m.o.renewDeadline {
-				http.Error(w, fmt.Sprintf("leading, but the lease was last renewed %s ago (renew deadline %s)", since.Round(time.Second), m.o.renewDeadline), http.StatusInternalServerError)
-				return
+		for _, e := range m.electors() {
+			if g := e.round.Load(); g != nil {
+				if running, taken, since := g.state(); running && !taken && since >= m.o.renewDeadline {
+					http.Error(w, fmt.Sprintf("leading, but the Lease %s was last renewed %s ago (renew deadline %s)", e.leaseName, since.Round(time.Second), m.o.renewDeadline), http.StatusInternalServerError)
+					return
+				}
 			}
 		}
 		fmt.Fprintln(w, "ok")
@@ -140,7 +149,19 @@ func (m *Manager) Handler() http.Handler {
 			fmt.Fprintln(w, "ok")
 		}
 	})
+	mux.HandleFunc("GET /shards", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(m.Shards())
+	})
 	mux.HandleFunc("GET /leader", func(w http.ResponseWriter, _ *http.Request) {
+		if m.shards != nil {
+			if held := m.shards.held(); len(held) > 0 {
+				fmt.Fprintf(w, "leader of shards %v of %d: %s\n", held, m.shards.count, m.identity)
+				return
+			}
+			http.Error(w, "no shard held", http.StatusServiceUnavailable)
+			return
+		}
 		if m.IsLeader() {
 			fmt.Fprintln(w, "leader: "+m.identity)
 			return
@@ -157,12 +178,18 @@ func (m *Manager) Handler() http.Handler {
 // IsLeader says whether this replica runs the work under a lease renewed
 // within the renew deadline and not found held by another holder. It turns
 // false at the moment the work's context is cancelled for a lost or taken
-// lease.
+// lease. Sharded (WithShards), it says whether it holds a shard so.
 func (m *Manager) IsLeader() bool {
-	g := m.round.Load()
-	if g == nil {
-		return false
+	if m.shards != nil {
+		return len(m.shards.held()) > 0
 	}
-	running, taken, since := g.state()
-	return running && !taken && since < m.o.renewDeadline
+	return m.elector.leading()
+}
+
+// electors returns the electors that may run the work here.
+func (m *Manager) electors() []*elector {
+	if m.shards != nil {
+		return m.shards.electors
+	}
+	return []*elector{m.elector}
 }

@@ -1,0 +1,493 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package controller
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/bits"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/sharding"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
+)
+
+// This file owns sharding (WithShards, docs/sharding.md): which shard an
+// object is in, which replica should own each shard, and the coordinator
+// that runs one elector per shard this replica should own. The election
+// itself, per shard, is election.go's, unchanged.
+
+// MaxShards is the largest shard count WithShards takes.
+const MaxShards = 256
+
+// Labels of a shard group's Leases: the group (the Manager's lease name),
+// and whether a Lease is a shard's or a member's.
+const (
+	shardGroupLabel = "incluster.dev/shard-group"
+	shardRoleLabel  = "incluster.dev/shard-role"
+)
+
+// WithShards splits the work into count shards (a power of two, at most
+// MaxShards) by the hash of each object's metadata.uid, the API server's
+// shardRange function. Each shard is owned through a Lease of its own,
+// "<lease name>-shard-<i>", with the leader's safe handoff; the replicas
+// spread the shards among themselves, each renewing a membership Lease
+// "<lease name>-member-<hash>", and move them when a replica joins or
+// leaves. Run runs the work once per shard held, with a context that
+// carries the shard (ShardFrom); a Loop reconciles only its shard's
+// objects. The Role then needs get, list, watch, create, update and delete
+// on all Leases of the namespace (their names are not known in advance).
+func WithShards(count int) Option { return func(o *options) { o.shards = count } }
+
+// Shard is one of Count parts of a controller's objects: those whose
+// metadata.uid hashes (64-bit FNV-1a) into the Index-th of Count equal
+// ranges of the hash, as the API server's shardRange selects them.
+type Shard struct{ Index, Count int }
+
+// shardKey is the work context's key for its Shard.
+type shardKey struct{}
+
+// ShardFrom returns the shard the work of ctx is for; false when the
+// Manager is not sharded.
+func ShardFrom(ctx context.Context) (Shard, bool) {
+	s, ok := ctx.Value(shardKey{}).(Shard)
+	return s, ok
+}
+
+// shardIndex is the shard of uid among count (a power of two): the top
+// bits of its hash.
+func shardIndex(uid types.UID, count int) int {
+	h, _ := strconv.ParseUint(sharding.HashField(string(uid)), 16, 64) // always 16 hex digits
+	if count <= 1 {
+		return 0
+	}
+	return int(h >> (64 - bits.TrailingZeros(uint(count))))
+}
+
+// Contains says whether the object with this uid is in the shard.
+func (s Shard) Contains(uid types.UID) bool { return shardIndex(uid, s.Count) == s.Index }
+
+// Range returns the shard's hash range [start, end) as the API server's
+// shardRange takes it: "0x" and 16 lowercase hex digits, and
+// "0x10000000000000000" for the end of the last shard.
+func (s Shard) Range() (start, end string) {
+	width := uint64(1) << (64 - bits.TrailingZeros(uint(s.Count))) // 0 when Count is 1: the whole range
+	bound := func(i int) string {
+		if i >= s.Count {
+			return "0x10000000000000000"
+		}
+		return fmt.Sprintf("0x%016x", uint64(i)*width)
+	}
+	return bound(s.Index), bound(s.Index + 1)
+}
+
+// Selector is the shard as a ListOptions.shardSelector.
+func (s Shard) Selector() string {
+	start, end := s.Range()
+	return fmt.Sprintf("shardRange(object.metadata.uid, '%s', '%s')", start, end)
+}
+
+func (s Shard) String() string { return fmt.Sprintf("%d/%d", s.Index, s.Count) }
+
+// containsObject says whether obj (or a tombstone of it) is in the shard.
+func (s Shard) containsObject(obj any) bool {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	o, err := meta.Accessor(obj)
+	return err == nil && s.Contains(o.GetUID())
+}
+
+// assign returns, for each of count shards, the member that should own it.
+// Each member gets count/len(members) shards, and the first count %
+// len(members) members (by the hash of their name) one more: balanced.
+// Shards go by rendezvous hashing: of all (member, shard) pairs, by the
+// FNV-1a of "member/shard" from the highest down, a pair is taken while the
+// shard has no owner and the member has room. Every replica computes the
+// same from the same members, and a member that joins or leaves moves few
+// shards. members must be non-empty.
+func assign(members []string, count int) []string {
+	members = slices.Clone(members)
+	slices.Sort(members)
+	members = slices.Compact(members)
+	score := func(member string, shard int) uint64 {
+		h := fnv.New64a()
+		fmt.Fprintf(h, "%s/%d", member, shard)
+		return h.Sum64()
+	}
+	byHash := slices.Clone(members)
+	slices.SortFunc(byHash, func(a, b string) int { return cmp.Compare(score(a, -1), score(b, -1)) })
+	room := map[string]int{}
+	for i, mbr := range byHash {
+		room[mbr] = count / len(members)
+		if i < count%len(members) {
+			room[mbr]++
+		}
+	}
+	type pair struct {
+		member string
+		shard  int
+		score  uint64
+	}
+	pairs := make([]pair, 0, count*len(members))
+	for _, mbr := range members {
+		for i := range count {
+			pairs = append(pairs, pair{mbr, i, score(mbr, i)})
+		}
+	}
+	slices.SortFunc(pairs, func(a, b pair) int {
+		if c := cmp.Compare(b.score, a.score); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.member, b.member); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.shard, b.shard)
+	})
+	owners := make([]string, count)
+	for _, p := range pairs {
+		if owners[p.shard] == "" && room[p.member] > 0 {
+			owners[p.shard] = p.member
+			room[p.member]--
+		}
+	}
+	return owners
+}
+
+// member is a membership Lease as last seen.
+type member struct {
+	holder    string
+	renewTime string    // as last seen, to tell a renewal
+	seenAt    time.Time // when it was last seen renewed, by this replica's clock
+}
+
+// sharder runs the shards this replica should own: it renews its member
+// Lease, keeps the live members from the shard group's Lease watch,
+// assigns the shards, and starts one elector per shard assigned here;
+// when a shard is assigned elsewhere, it stops that elector, which gives
+// the shard's Lease back once the shard's work has returned.
+type sharder struct {
+	m          *Manager
+	count      int
+	memberName string
+	electors   []*elector
+	changed    chan struct{} // the members changed (buffer 1)
+
+	mu       sync.Mutex
+	members  map[string]member // by Lease name
+	owners   []string          // the last assignment
+	assigned atomic.Int64      // shards assigned here by the last assignment
+}
+
+func newSharder(m *Manager, count int) *sharder {
+	h := fnv.New32a()
+	h.Write([]byte(m.identity))
+	s := &sharder{
+		m: m, count: count, changed: make(chan struct{}, 1), members: map[string]member{},
+		memberName: fmt.Sprintf("%s-member-%08x", m.leaseName, h.Sum32()),
+	}
+	for i := range count {
+		name := fmt.Sprintf("%s-shard-%d", m.leaseName, i)
+		e := m.newElector(name, m.o.logger.With("lease", m.namespace+"/"+name, "identity", m.identity, "shard", i))
+		e.shard = &Shard{Index: i, Count: count}
+		e.labels = map[string]string{shardGroupLabel: m.leaseName, shardRoleLabel: "shard"}
+		s.electors = append(s.electors, e)
+	}
+	return s
+}
+
+// seen takes note of a Lease of the group, as watched.
+func (s *sharder) seen(l *coordinationv1.Lease, deleted bool) {
+	switch l.Labels[shardRoleLabel] {
+	case "shard":
+		if i, ok := s.shardOf(l.Name); ok && !deleted {
+			s.electors[i].seen(l)
+		}
+	case "member":
+		s.mu.Lock()
+		old, had := s.members[l.Name]
+		renew := ""
+		if l.Spec.RenewTime != nil {
+			renew = l.Spec.RenewTime.UTC().Format(time.RFC3339Nano)
+		}
+		switch {
+		case deleted || holderOf(l) == "":
+			delete(s.members, l.Name)
+		case !had || old.renewTime != renew || old.holder != holderOf(l):
+			s.members[l.Name] = member{holder: holderOf(l), renewTime: renew, seenAt: time.Now()}
+		}
+		s.mu.Unlock()
+		if deleted || !had {
+			s.signal()
+		}
+	}
+}
+
+func (s *sharder) signal() {
+	select {
+	case s.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (s *sharder) shardOf(leaseName string) (int, bool) {
+	i, err := strconv.Atoi(strings.TrimPrefix(leaseName, s.m.leaseName+"-shard-"))
+	return i, err == nil && i >= 0 && i < s.count && leaseName == fmt.Sprintf("%s-shard-%d", s.m.leaseName, i)
+}
+
+// live returns the identities of the members seen renewed within the lease
+// duration, this replica's always, sorted, each once.
+func (s *sharder) live(now time.Time) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := []string{s.m.identity}
+	for _, mb := range s.members {
+		if now.Sub(mb.seenAt) < s.m.o.leaseDuration {
+			out = append(out, mb.holder)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// shardRun is one elector's run: contend for its shard until stopped.
+type shardRun struct {
+	stop     context.CancelFunc
+	stopping bool
+	done     chan struct{}
+	err      error // why the run ended on its own (the work failed, returned, or ErrLeadershipLost)
+}
+
+// run is Run's loop when sharded: it returns when ctx is cancelled (after
+// every shard's work returned and its Lease was given back), or when a
+// shard's work failed or returned on its own (after the others stopped).
+func (s *sharder) run(ctx context.Context, work Work) error {
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		s.renewMember(ctx)
+	}()
+	runs := make([]*shardRun, s.count)
+	ended := make(chan struct{}, s.count)
+	tick := time.NewTicker(s.m.o.retryPeriod)
+	defer tick.Stop()
+	var failed error
+	for {
+		live := s.live(time.Now())
+		owners := assign(live, s.count)
+		s.mu.Lock()
+		if !slices.Equal(owners, s.owners) {
+			s.owners = owners
+			s.m.log.Info("shards assigned", "here", s.mine(owners), "members", len(live))
+		}
+		s.mu.Unlock()
+		mine := 0
+		for i, r := range runs {
+			if r != nil {
+				select {
+				case <-r.done:
+					if r.err != nil && failed == nil {
+						failed = r.err
+					}
+					runs[i], r = nil, nil
+				default:
+				}
+			}
+			want := owners[i] == s.m.identity && failed == nil && ctx.Err() == nil
+			if want {
+				mine++
+			}
+			switch {
+			case want && r == nil:
+				runs[i] = s.start(ctx, i, work, ended)
+			case !want && r != nil && !r.stopping:
+				r.stopping = true
+				r.stop() // the shard's work stops; its Lease is given back once it returned
+			}
+		}
+		s.assigned.Store(int64(mine))
+		if failed != nil || ctx.Err() != nil {
+			if !slices.ContainsFunc(runs, func(r *shardRun) bool { return r != nil }) {
+				<-renewed
+				return failed
+			}
+		}
+		select {
+		case <-ctx.Done():
+		case <-s.changed:
+		case <-ended:
+		case <-tick.C:
+		}
+		if ctx.Err() != nil {
+			// Members that see this one gone take its shards as soon as
+			// their Leases are given back.
+			<-renewed
+			s.deleteMember()
+			for _, r := range runs {
+				if r != nil {
+					<-r.done
+				}
+			}
+		}
+	}
+}
+
+func (s *sharder) mine(owners []string) []int {
+	var out []int
+	for i, o := range owners {
+		if o == s.m.identity {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// start runs shard i's elector until stop is called (or ctx is cancelled:
+// the process shuts down), round after round.
+func (s *sharder) start(ctx context.Context, i int, work Work, ended chan<- struct{}) *shardRun {
+	e := s.electors[i]
+	rctx, stop := context.WithCancel(ctx)
+	r := &shardRun{stop: stop, done: make(chan struct{})}
+	var once sync.Once
+	var at time.Time
+	e.deadline = func() time.Time {
+		if ctx.Err() != nil {
+			return s.m.shutdownDeadline() // the process shuts down: its deadline
+		}
+		once.Do(func() { at = time.Now().Add(s.m.o.shutdownTimeout) })
+		return at
+	}
+	go func() {
+		defer func() {
+			close(r.done)
+			select {
+			case ended <- struct{}{}:
+			default: // one pending is enough: run looks at every shard
+			}
+		}()
+		for rctx.Err() == nil {
+			again, err := e.contend(rctx, work)
+			if err != nil {
+				r.err = fmt.Errorf("shard %d: %w", i, err)
+				return
+			}
+			if !again && rctx.Err() == nil {
+				r.err = fmt.Errorf("shard %d: %w", i, errShardWorkReturned)
+				return
+			}
+		}
+	}()
+	return r
+}
+
+// errShardWorkReturned: a shard's work returned while its context was not
+// cancelled. Sharded, the work runs once per shard for as long as the shard
+// is held, so returning on its own ends Run.
+var errShardWorkReturned = errors.New("the work returned on its own; sharded, it must run until its context is cancelled")
+
+// renewMember keeps this replica's member Lease renewed every retry period
+// until ctx is cancelled.
+func (s *sharder) renewMember(ctx context.Context) {
+	t := time.NewTicker(s.m.o.retryPeriod)
+	defer t.Stop()
+	failing := false
+	for {
+		err := s.writeMember(ctx)
+		switch {
+		case err != nil && !failing && ctx.Err() == nil:
+			s.m.log.Warn("could not renew the member Lease; the other replicas stop counting this one after the lease duration", "lease", s.memberName, "err", err)
+		case err == nil && failing:
+			s.m.log.Info("member Lease renewed again", "lease", s.memberName)
+		}
+		failing = err != nil
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *sharder) writeMember(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.m.requestTimeout())
+	defer cancel()
+	leases := s.m.cs.CoordinationV1().Leases(s.m.namespace)
+	now := metav1.NowMicro()
+	secs := int32(s.m.o.leaseDuration / time.Second)
+	l, err := leases.Get(ctx, s.memberName, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = leases.Create(ctx, &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: s.memberName, Labels: map[string]string{shardGroupLabel: s.m.leaseName, shardRoleLabel: "member"}},
+			Spec:       coordinationv1.LeaseSpec{HolderIdentity: &s.m.identity, LeaseDurationSeconds: &secs, AcquireTime: &now, RenewTime: &now},
+		}, metav1.CreateOptions{})
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	l.Spec.HolderIdentity, l.Spec.LeaseDurationSeconds, l.Spec.RenewTime = &s.m.identity, &secs, &now
+	_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+	return err
+}
+
+// deleteMember deletes this replica's member Lease, so that the others
+// reassign its shards at once instead of after the lease duration.
+func (s *sharder) deleteMember() {
+	ctx, cancel := context.WithTimeout(context.Background(), s.m.requestTimeout())
+	defer cancel()
+	err := s.m.cs.CoordinationV1().Leases(s.m.namespace).Delete(ctx, s.memberName, metav1.DeleteOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		s.m.log.Warn("could not delete the member Lease; the others reassign its shards after the lease duration", "lease", s.memberName, "err", err)
+	}
+}
+
+// held returns the shards whose work runs here under a Lease renewed within
+// the renew deadline.
+func (s *sharder) held() []int {
+	var out []int
+	for i, e := range s.electors {
+		if e.leading() {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// ShardStatus is what /shards answers.
+type ShardStatus struct {
+	Identity string `json:"identity"`
+	Of       int    `json:"of"`
+	Held     []int  `json:"held"`     // shards whose work runs here
+	Assigned []int  `json:"assigned"` // shards the assignment gives this replica
+	Members  int    `json:"members"`  // live members, this one included
+}
+
+// Shards returns this replica's shards; Of is 0 when not sharded.
+func (m *Manager) Shards() ShardStatus {
+	st := ShardStatus{Identity: m.identity, Held: []int{}, Assigned: []int{}}
+	s := m.shards
+	if s == nil {
+		return st
+	}
+	st.Of = s.count
+	st.Held = append(st.Held, s.held()...)
+	s.mu.Lock()
+	owners := s.owners
+	s.mu.Unlock()
+	st.Assigned = append(st.Assigned, s.mine(owners)...)
+	st.Members = len(s.live(time.Now()))
+	return st
+}

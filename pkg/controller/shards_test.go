@@ -1,0 +1,309 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package controller
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/sharding"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/cache"
+)
+
+// Each object is in exactly one shard, the one whose range the API
+// server's own shardRange selector (apimachinery's sharding.Selector, what
+// the server evaluates) matches, and the ranges tile the 64-bit hash.
+func TestShardRangesAreTheServers(t *testing.T) {
+	for _, count := range []int{1, 2, 16, MaxShards} {
+		first, _ := Shard{0, count}.Range()
+		_, last := Shard{count - 1, count}.Range()
+		if first != "0x0000000000000000" || last != "0x10000000000000000" {
+			t.Errorf("%d shards: from %s to %s, want the whole hash", count, first, last)
+		}
+		for i := 1; i < count; i++ {
+			_, end := Shard{i - 1, count}.Range()
+			if start, _ := (Shard{i, count}).Range(); start != end {
+				t.Errorf("%d shards: shard %d starts at %s, shard %d ends at %s", count, i, start, i-1, end)
+			}
+		}
+		for range 500 {
+			obj := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{UID: uuid.NewUUID()}}
+			var in []int
+			for i := range count {
+				start, end := Shard{i, count}.Range()
+				sel := sharding.NewSelector(sharding.ShardRangeRequirement{Key: "object.metadata.uid", Start: start, End: end})
+				if ok, err := sel.Matches(obj); err != nil {
+					t.Fatal(err)
+				} else if ok {
+					in = append(in, i)
+				}
+			}
+			if len(in) != 1 || !(Shard{in[0], count}).Contains(obj.UID) || !(Shard{in[0], count}).containsObject(obj) {
+				t.Fatalf("%d shards: uid %s (hash %s) in the server's ranges %v; Contains says shard %d", count, obj.UID, sharding.HashField(string(obj.UID)), in, shardIndex(obj.UID, count))
+			}
+		}
+	}
+	if got := (Shard{1, 4}).Selector(); got != "shardRange(object.metadata.uid, '0x4000000000000000', '0x8000000000000000')" {
+		t.Errorf("Selector() = %s", got)
+	}
+}
+
+// The assignment gives every shard one owner, no member more than
+// ceil(S/N), and a member that joins or leaves moves few shards: it is
+// compared with i mod N, which moves most of them.
+func TestAssign(t *testing.T) {
+	const count = 16
+	members := func(n int) []string {
+		var out []string
+		for i := range n {
+			out = append(out, fmt.Sprintf("controller-%d_%x", i, i*7919))
+		}
+		return out
+	}
+	for n := 1; n <= 8; n++ {
+		owners := assign(members(n), count)
+		load := map[string]int{}
+		for i, o := range owners {
+			if o == "" {
+				t.Fatalf("N=%d: shard %d has no owner", n, i)
+			}
+			load[o]++
+		}
+		limit := (count + n - 1) / n
+		for o, l := range load {
+			if l > limit || l < count/n {
+				t.Errorf("N=%d: %s owns %d shards; want floor or ceil of %d/%d", n, o, l, count, n)
+			}
+		}
+		if len(load) != min(n, count) {
+			t.Errorf("N=%d: %d members own shards", n, len(load))
+		}
+		// The order members are given in does not matter.
+		shuffled := members(n)
+		rand.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+		if !slices.Equal(assign(shuffled, count), owners) {
+			t.Errorf("N=%d: another order of the members gives another assignment", n)
+		}
+		if n == 8 {
+			break
+		}
+		// One joins: the shards that move, against i mod N.
+		next := assign(members(n+1), count)
+		moved, modMoved := 0, 0
+		for i := range count {
+			if next[i] != owners[i] {
+				moved++
+			}
+			if i%n != i%(n+1) {
+				modMoved++
+			}
+		}
+		t.Logf("N=%d -> %d: %d of %d shards move (i mod N: %d)", n, n+1, moved, count, modMoved)
+		if moved > count/2 {
+			t.Errorf("N=%d -> %d: %d shards move; i mod N moves %d", n, n+1, moved, modMoved)
+		}
+	}
+}
+
+// shardWatch records which replica runs the work of each shard, and fails
+// when two run the same shard's work at once: the invariant per shard.
+type shardWatch struct {
+	t       *testing.T
+	mu      sync.Mutex
+	running map[int]string // shard -> identity
+	twice   atomic.Int32
+}
+
+func (w *shardWatch) work(id string) Work {
+	return func(ctx context.Context) error {
+		sh, ok := ShardFrom(ctx)
+		if !ok {
+			w.t.Errorf("%s: the work's context has no shard", id)
+			return nil
+		}
+		w.mu.Lock()
+		if other, busy := w.running[sh.Index]; busy {
+			w.twice.Add(1)
+			w.t.Errorf("shard %d: %s starts its work while %s runs it", sh.Index, id, other)
+		}
+		w.running[sh.Index] = id
+		w.mu.Unlock()
+		<-ctx.Done()
+		time.Sleep(20 * time.Millisecond) // writes in flight
+		w.mu.Lock()
+		if w.running[sh.Index] == id {
+			delete(w.running, sh.Index)
+		}
+		w.mu.Unlock()
+		return nil
+	}
+}
+
+// owners returns, per identity, the shards whose work runs there.
+func (w *shardWatch) owners() map[string][]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := map[string][]int{}
+	for i, id := range w.running {
+		out[id] = append(out[id], i)
+	}
+	return out
+}
+
+// waitShards waits until the works of all count shards run, spread over
+// exactly ids with at most limit each; it returns the last spread seen.
+func (w *shardWatch) waitShards(ids []string, count, limit int) (map[string][]int, bool) {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got := w.owners()
+		n, ok := 0, len(got) == len(ids)
+		for _, id := range ids {
+			n += len(got[id])
+			ok = ok && len(got[id]) >= 1 && len(got[id]) <= limit
+		}
+		if ok && n == count {
+			return got, true
+		}
+		if time.Now().After(deadline) {
+			return got, false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Three replicas share 8 shards, at most 3 each, and each shard's work runs
+// on one replica at a time; one replica shuts down: the two others take its
+// shards (at most 4 each); a new one joins: it gets its share, given back
+// by the others after their work for it returned.
+func TestShardsMoveBetweenReplicas(t *testing.T) {
+	const count = 8
+	cs := fake.NewClientset()
+	optimisticLeases(cs)
+	w := &shardWatch{t: t, running: map[int]string{}}
+	type replica struct {
+		m      *Manager
+		cancel context.CancelFunc
+		wait   func() error
+	}
+	start := func(id string) replica {
+		m, _ := newTestManager(t, cs, id, WithShards(count))
+		ctx, cancel := context.WithCancel(context.Background())
+		done := runAsync(ctx, m, w.work(id))
+		r := replica{m: m, cancel: cancel, wait: sync.OnceValue(func() error { return within(t, done, id+"'s Run to return") })}
+		t.Cleanup(func() { cancel(); _ = r.wait() })
+		return r
+	}
+	a, _, c := start("a"), start("b"), start("c")
+	if got, ok := w.waitShards([]string{"a", "b", "c"}, count, 3); !ok {
+		t.Fatalf("3 replicas: shards run as %v; want all 8, 1 to 3 on each", got)
+	} else {
+		t.Logf("3 replicas: %v", got)
+	}
+	if st := a.m.Shards(); st.Of != count || st.Members != 3 || len(st.Held) == 0 {
+		t.Errorf("a's Shards() = %+v", st)
+	}
+
+	c.cancel()
+	if err := c.wait(); err != nil {
+		t.Fatalf("c's Run: %v", err)
+	}
+	if got, ok := w.waitShards([]string{"a", "b"}, count, 4); !ok {
+		t.Fatalf("c gone: shards run as %v; want all 8 on a and b, 4 each", got)
+	} else {
+		t.Logf("c shut down: %v", got)
+	}
+	if _, err := cs.CoordinationV1().Leases(testNS).Get(context.Background(), c.m.shards.memberName, getOpts); err == nil {
+		t.Errorf("c's member Lease %s is still there after its Run returned", c.m.shards.memberName)
+	}
+
+	start("d")
+	if got, ok := w.waitShards([]string{"a", "b", "d"}, count, 3); !ok {
+		t.Fatalf("d joined: shards run as %v; want all 8, 1 to 3 on each", got)
+	} else {
+		t.Logf("d joined: %v", got)
+	}
+	if n := w.twice.Load(); n > 0 {
+		t.Fatalf("%d times a shard's work started while another replica ran it", n)
+	}
+}
+
+// A loop of a sharded Manager reconciles only the objects of its shard,
+// and of owned objects only those whose owner is in it.
+func TestLoopOnlyItsShard(t *testing.T) {
+	cs := fake.NewClientset()
+	var objs []*corev1.ConfigMap
+	for i := range 64 {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: fmt.Sprintf("cm-%d", i), UID: uuid.NewUUID()}}
+		objs = append(objs, cm)
+		if _, err := cs.CoreV1().ConfigMaps(testNS).Create(context.Background(), cm, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, _ := newTestManager(t, cs, "a", WithShards(4))
+	cms := cs.CoreV1().ConfigMaps(testNS)
+	inf := cache.NewSharedIndexInformer(cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
+		ListWithContextFunc:  func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return cms.List(ctx, o) },
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return cms.Watch(ctx, o) },
+	}, cs), &corev1.ConfigMap{}, 0, cache.Indexers{})
+	ictx, stopInformer := context.WithCancel(context.Background())
+	defer stopInformer()
+	go inf.RunWithContext(ictx)
+	cache.WaitForCacheSync(ictx.Done(), inf.HasSynced)
+	shard := Shard{Index: 2, Count: 4}
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	l := m.Loop("test", inf, func(_ context.Context, req Request) (Result, error) {
+		mu.Lock()
+		seen[req.Name] = true
+		mu.Unlock()
+		return Result{}, nil
+	})
+	ctx, cancel := context.WithCancel(context.WithValue(context.WithValue(context.Background(), termKey{}, &term{m: m, cancel: func(error) {}}), shardKey{}, shard))
+	done := make(chan error, 1)
+	go func() { done <- l.Work(ctx) }()
+	want := map[string]bool{}
+	for _, o := range objs {
+		if shard.Contains(o.UID) {
+			want[o.Name] = true
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(seen)
+		mu.Unlock()
+		if n >= len(want) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // anything else queued would be reconciled by now
+	cancel()
+	within(t, done, "the loop to return")
+	mu.Lock()
+	defer mu.Unlock()
+	for name := range seen {
+		if !want[name] {
+			t.Errorf("reconciled %s, which is not in shard %v", name, shard)
+		}
+	}
+	if len(seen) != len(want) || len(want) == 0 {
+		t.Errorf("reconciled %d objects, want the %d of shard %v", len(seen), len(want), shard)
+	}
+	if _, _, ok := ownerOf(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Secret", Name: "s", UID: types.UID("u"), Controller: new(true)}}}}, corev1.SchemeGroupVersion.WithKind("Secret").GroupKind()); !ok {
+		t.Error("ownerOf found no owner")
+	}
+}
