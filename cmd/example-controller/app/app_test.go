@@ -94,6 +94,7 @@ func TestRoleMatchesDeploy(t *testing.T) {
 	for _, tt := range []struct{ args, file string }{
 		{"--print-role", "deploy/controller/role.yaml"},
 		{"--bundles --print-role", "deploy/bundles/role.yaml"},
+		{"--shards=16 --print-role", "deploy/controller-sharded/role.yaml"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := Run(context.Background(), strings.Fields(tt.args), &stdout, &stderr); code != ExitOK {
