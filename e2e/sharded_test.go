@@ -1,0 +1,318 @@
+// SPDX-License-Identifier: Apache-2.0
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/yaml"
+
+	"github.com/incluster/incluster/cmd/example-controller/app"
+	"github.com/incluster/incluster/pkg/controller"
+)
+
+var shardedDeployDir = filepath.Join("..", "deploy", "controller-sharded")
+
+// shardTimeline is what the test's watches saw: each shard Lease's holders
+// and each hash write, with the time the watch delivered them.
+type shardTimeline struct {
+	mu      sync.Mutex
+	holders map[int][]holderSeen // shard -> in order
+	writes  []hashWrite
+	uids    map[string]types.UID
+}
+
+type holderSeen struct {
+	at     time.Time
+	holder string
+}
+
+type hashWrite struct {
+	at     time.Time
+	name   string
+	uid    types.UID
+	writer string
+}
+
+// watchShards records the shard Leases' holders and the hash writes of
+// ConfigMaps in ns until ctx ends.
+func watchShards(t *testing.T, ctx context.Context, ns, lease string, count int) *shardTimeline {
+	tl := &shardTimeline{holders: map[int][]holderSeen{}, uids: map[string]types.UID{}}
+	lw, err := client.CoordinationV1().Leases(ns).Watch(ctx, metav1.ListOptions{LabelSelector: "incluster.dev/shard-role=shard"})
+	if err != nil {
+		t.Fatalf("watching the shard Leases: %v", err)
+	}
+	cw, err := client.CoreV1().ConfigMaps(ns).Watch(ctx, metav1.ListOptions{LabelSelector: hashLabel + "=true"})
+	if err != nil {
+		t.Fatalf("watching the ConfigMaps: %v", err)
+	}
+	go func() {
+		defer lw.Stop()
+		for ev := range lw.ResultChan() {
+			l, ok := ev.Object.(*coordinationv1.Lease)
+			if !ok || ev.Type == watch.Deleted {
+				continue
+			}
+			var i int
+			if _, err := fmt.Sscanf(strings.TrimPrefix(l.Name, lease+"-shard-"), "%d", &i); err != nil || i >= count {
+				continue
+			}
+			h := ""
+			if l.Spec.HolderIdentity != nil {
+				h = *l.Spec.HolderIdentity
+			}
+			tl.mu.Lock()
+			if hs := tl.holders[i]; len(hs) == 0 || hs[len(hs)-1].holder != h {
+				tl.holders[i] = append(hs, holderSeen{time.Now(), h})
+			}
+			tl.mu.Unlock()
+		}
+	}()
+	go func() {
+		defer cw.Stop()
+		last := map[string]string{}
+		for ev := range cw.ResultChan() {
+			cm, ok := ev.Object.(*corev1.ConfigMap)
+			if !ok || ev.Type == watch.Deleted {
+				continue
+			}
+			tl.mu.Lock()
+			tl.uids[cm.Name] = cm.UID
+			if h, w := cm.Annotations[hashAnnotation], cm.Annotations[writerAnnot]; h != "" && w != "" && last[cm.Name] != h+w {
+				last[cm.Name] = h + w
+				tl.writes = append(tl.writes, hashWrite{time.Now(), cm.Name, cm.UID, w})
+			}
+			tl.mu.Unlock()
+		}
+	}()
+	return tl
+}
+
+// check fails t for each hash write by a replica that did not hold the
+// object's shard then: the holder the Lease watch saw within slack of the
+// write (the two watches are separate streams).
+func (tl *shardTimeline) check(t *testing.T, count int, slack time.Duration) (writes int) {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	bad := 0
+	for _, w := range tl.writes {
+		shard := -1
+		for i := range count {
+			if (controller.Shard{Index: i, Count: count}).Contains(w.uid) {
+				shard = i
+			}
+		}
+		ok := false
+		hs := tl.holders[shard]
+		for j, h := range hs {
+			end := time.Now()
+			if j+1 < len(hs) {
+				end = hs[j+1].at
+			}
+			if h.holder == w.writer && !w.at.Before(h.at.Add(-slack)) && !w.at.After(end.Add(slack)) {
+				ok = true
+			}
+		}
+		if !ok {
+			bad++
+			if bad <= 5 {
+				t.Errorf("ConfigMap %s (shard %d) hashed by %s at %s, which did not hold the shard then; holders: %v", w.name, shard, w.writer, w.at.Format("15:04:05.000"), hs)
+			}
+		}
+	}
+	if bad > 5 {
+		t.Errorf("%d writes in all by a replica that did not hold the shard", bad)
+	}
+	return len(tl.writes)
+}
+
+// shardStatuses asks each Ready pod's /shards.
+func (e *controllerEnv) shardStatuses(ctx context.Context) map[string]controller.ShardStatus {
+	out := map[string]controller.ShardStatus{}
+	for _, p := range e.pods(ctx) {
+		if !podReady(&p) || p.DeletionTimestamp != nil {
+			continue
+		}
+		code, body := e.probe(ctx, p.Name, "/shards")
+		var st controller.ShardStatus
+		if code == 200 && json.Unmarshal([]byte(body), &st) == nil {
+			out[p.Name] = st
+		}
+	}
+	return out
+}
+
+// waitBalanced waits until n Ready replicas hold every shard once between
+// them, none more than ceil(count/n) + 1, and returns how long that took.
+func (e *controllerEnv) waitBalanced(t *testing.T, n, count int, timeout time.Duration) (time.Duration, map[string][]int) {
+	t.Helper()
+	start := time.Now()
+	limit := (count+n-1)/n + 1
+	var held map[string][]int
+	err := wait.PollUntilContextTimeout(t.Context(), 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		sts := e.shardStatuses(ctx)
+		held = map[string][]int{}
+		seen := map[int]int{}
+		for pod, st := range sts {
+			held[pod] = st.Held
+			for _, i := range st.Held {
+				seen[i]++
+			}
+		}
+		if len(sts) != n || len(seen) != count {
+			return false, nil
+		}
+		for _, h := range held {
+			if len(h) > limit || len(h) == 0 {
+				return false, nil
+			}
+		}
+		for _, c := range seen {
+			if c != 1 {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatalf("%d replicas: shards held %v after %s; want all %d once, 1 to %d on each", n, held, timeout, count, limit)
+	}
+	return time.Since(start), held
+}
+
+func (e *controllerEnv) scale(t *testing.T, n int) {
+	t.Helper()
+	_, err := client.AppsV1().Deployments(e.ns).Patch(t.Context(), e.deployment.Name, types.MergePatchType,
+		[]byte(fmt.Sprintf(`{"spec":{"replicas":%d}}`, n)), metav1.PatchOptions{})
+	if err != nil {
+		t.Fatalf("scaling to %d: %v", n, err)
+	}
+}
+
+// touchAll changes the data of the ConfigMaps and waits until each carries
+// the hash of its new data.
+func (e *controllerEnv) touchAll(t *testing.T, names []string, value string, timeout time.Duration) time.Duration {
+	t.Helper()
+	ctx := t.Context()
+	start := time.Now()
+	patch := []byte(fmt.Sprintf(`{"data":{"v":%q}}`, value))
+	for _, n := range names {
+		if _, err := client.CoreV1().ConfigMaps(e.ns).Patch(ctx, n, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatalf("changing %s: %v", n, err)
+		}
+	}
+	e.waitAllHashed(t, timeout)
+	return time.Since(start)
+}
+
+// waitAllHashed waits until every labelled ConfigMap carries the hash of its
+// data.
+func (e *controllerEnv) waitAllHashed(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	var left []string
+	err := wait.PollUntilContextTimeout(t.Context(), 250*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		l, err := client.CoreV1().ConfigMaps(e.ns).List(ctx, metav1.ListOptions{LabelSelector: hashLabel + "=true"})
+		if err != nil {
+			return false, nil
+		}
+		left = left[:0]
+		for i := range l.Items {
+			if l.Items[i].Annotations[hashAnnotation] != app.ConfigHash(&l.Items[i]) {
+				left = append(left, l.Items[i].Name)
+			}
+		}
+		return len(left) == 0, nil
+	})
+	if err != nil {
+		sort.Strings(left)
+		t.Fatalf("%d ConfigMaps without the hash of their data after %s, e.g. %v", len(left), timeout, left[:min(5, len(left))])
+	}
+}
+
+// TestShardedController runs deploy/controller-sharded (the example
+// controller, 16 shards) with 300 labelled ConfigMaps: with 3 replicas every
+// shard is held once and every ConfigMap hashed; scaled to 5, then to 2, the
+// shards rebalance (none above ceil(16/N) + 1) and every change is hashed.
+// Throughout, a watch of the shard Leases and one of the ConfigMaps check
+// that each hash was written by the replica holding the object's shard.
+func TestShardedController(t *testing.T) {
+	const count, objects = 16, 300
+	var patch appsv1.Deployment
+	var role rbacv1.Role
+	if err := yamlUnmarshal(filepath.Join(shardedDeployDir, "deployment-patch.yaml"), &patch); err != nil {
+		t.Fatal(err)
+	}
+	if err := yamlFirstDoc(filepath.Join(shardedDeployDir, "role.yaml"), &role); err != nil {
+		t.Fatal(err)
+	}
+	e := deployController(t, "sharded", func(e *controllerEnv) {
+		e.role.Rules = role.Rules
+		e.deployment.Spec.Replicas = patch.Spec.Replicas
+		spec := &e.deployment.Spec.Template.Spec
+		spec.TopologySpreadConstraints = patch.Spec.Template.Spec.TopologySpreadConstraints
+		spec.Containers[0].Args = patch.Spec.Template.Spec.Containers[0].Args
+	})
+	ctx := t.Context()
+	tl := watchShards(t, ctx, e.ns, e.lease, count)
+	var names []string
+	for i := range objects {
+		name := fmt.Sprintf("sharded-%03d", i)
+		names = append(names, name)
+		create(t, ctx, func() error {
+			_, err := client.CoreV1().ConfigMaps(e.ns).Create(ctx, &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{hashLabel: "true"}},
+				Data:       map[string]string{"v": "0"},
+			}, metav1.CreateOptions{})
+			return err
+		})
+	}
+	replicas := int(*e.deployment.Spec.Replicas)
+	e.waitReady(replicas, 2*time.Minute)
+	e.waitAllHashed(t, 2*time.Minute)
+	d, held := e.waitBalanced(t, replicas, count, 60*time.Second)
+	t.Logf("%d replicas: all %d ConfigMaps hashed; shards balanced %.1f s later: %v", replicas, objects, d.Seconds(), held)
+
+	for i, n := range []int{5, 2} {
+		e.scale(t, n)
+		d, held := e.waitBalanced(t, n, count, 90*time.Second)
+		took := e.touchAll(t, names, fmt.Sprint(i+1), 2*time.Minute)
+		t.Logf("scaled to %d: shards balanced in %.1f s: %v; %d changes hashed in %.1f s", n, d.Seconds(), held, objects, took.Seconds())
+	}
+	time.Sleep(time.Second) // the last writes' watch events
+	writes := tl.check(t, count, 2*time.Second)
+	t.Logf("%d hash writes watched, each by the holder of its object's shard", writes)
+	for _, p := range e.pods(ctx) {
+		if r := restarts(&p); r > 0 {
+			t.Errorf("pod %s restarted %d times", p.Name, r)
+		}
+	}
+}
+
+// yamlFirstDoc decodes the first YAML document of file into out.
+func yamlFirstDoc(file string, out any) error {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	if err := yaml.Unmarshal([]byte(strings.Split(string(data), "\n---")[0]), out); err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	return nil
+}
