@@ -250,8 +250,10 @@ func (e *controllerEnv) waitAllHashed(t *testing.T, timeout time.Duration) {
 // controller, 16 shards) with 300 labelled ConfigMaps: with 3 replicas every
 // shard is held once and every ConfigMap hashed; scaled to 5, then to 2, the
 // shards rebalance (none above ceil(16/N) + 1) and every change is hashed.
-// Throughout, a watch of the shard Leases and one of the ConfigMaps check
-// that each hash was written by the replica holding the object's shard.
+// Then one replica is killed: its shards are taken after their Leases
+// expire. Throughout, a watch of the shard Leases and one of the ConfigMaps
+// check that each hash was written by the replica holding the object's
+// shard.
 func TestShardedController(t *testing.T) {
 	const count, objects = 16, 300
 	var patch appsv1.Deployment
@@ -295,6 +297,30 @@ func TestShardedController(t *testing.T) {
 		took := e.touchAll(t, names, fmt.Sprint(i+1), 2*time.Minute)
 		t.Logf("scaled to %d: shards balanced in %.1f s: %v; %d changes hashed in %.1f s", n, d.Seconds(), held, objects, took.Seconds())
 	}
+
+	// A replica killed (no SIGTERM: nothing given back): its shards are
+	// taken once their Leases expire, lease duration (15 s) after its last
+	// renewal; the Deployment's new pod joins meanwhile.
+	victim := ""
+	for pod, st := range e.shardStatuses(ctx) {
+		if len(st.Held) > 0 {
+			victim = pod
+		}
+	}
+	zero := int64(0)
+	killed := time.Now()
+	if err := client.CoreV1().Pods(e.ns).Delete(ctx, victim, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+		t.Fatalf("killing %s: %v", victim, err)
+	}
+	e.waitReady(2, 2*time.Minute)
+	_, held = e.waitBalanced(t, 2, count, 90*time.Second)
+	d = time.Since(killed)
+	took := e.touchAll(t, names, "after-kill", 2*time.Minute)
+	t.Logf("killed %s: every shard held again, balanced, %.1f s after the kill: %v; %d changes hashed in %.1f s", victim, d.Seconds(), held, objects, took.Seconds())
+	if bound := 15*time.Second + 2*time.Second + 5*time.Second; d > bound {
+		t.Errorf("the killed replica's shards were held again %.1f s after the kill; want within the lease duration + 2 retry periods + 5 s for the new pod (%s)", d.Seconds(), bound)
+	}
+
 	time.Sleep(time.Second) // the last writes' watch events
 	writes := tl.check(t, count, 2*time.Second)
 	t.Logf("%d hash writes watched, each by the holder of its object's shard", writes)
