@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -298,34 +299,50 @@ func TestShardedController(t *testing.T) {
 		t.Logf("scaled to %d: shards balanced in %.1f s: %v; %d changes hashed in %.1f s", n, d.Seconds(), held, objects, took.Seconds())
 	}
 
-	// A replica killed (no SIGTERM: nothing given back): its shards are
-	// taken once their Leases expire, lease duration (15 s) after its last
-	// renewal; the Deployment's new pod joins meanwhile.
+	// A replica SIGKILLed (nothing given back): its shards are taken once
+	// their Leases expire and its member Lease is seen no more, lease
+	// duration after its last renewal; its container restarts meanwhile and
+	// joins again under a new identity.
+	kill := os.Getenv("E2E_KILL_CONTAINER")
+	if kill == "" {
+		t.Fatal("E2E_KILL_CONTAINER is not set (hack/e2e.sh and hack/kind.sh set it)")
+	}
 	victim := ""
 	for pod, st := range e.shardStatuses(ctx) {
 		if len(st.Held) > 0 {
 			victim = pod
 		}
 	}
-	zero := int64(0)
-	killed := time.Now()
-	if err := client.CoreV1().Pods(e.ns).Delete(ctx, victim, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
-		t.Fatalf("killing %s: %v", victim, err)
+	p, err := client.CoreV1().Pods(e.ns).Get(ctx, victim, metav1.GetOptions{})
+	if err != nil || len(p.Status.ContainerStatuses) == 0 {
+		t.Fatalf("pod %s: %v", victim, err)
 	}
+	killed := time.Now()
+	if out, err := exec.Command("/bin/sh", "-c", kill+" "+p.Status.ContainerStatuses[0].ContainerID).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", kill, err, out)
+	}
+	time.Sleep(time.Second) // the kubelet notices; the pod is not Ready until it restarted
 	e.waitReady(2, 2*time.Minute)
 	_, held = e.waitBalanced(t, 2, count, 90*time.Second)
 	d = time.Since(killed)
 	took := e.touchAll(t, names, "after-kill", 2*time.Minute)
-	t.Logf("killed %s: every shard held again, balanced, %.1f s after the kill: %v; %d changes hashed in %.1f s", victim, d.Seconds(), held, objects, took.Seconds())
-	if bound := 15*time.Second + 2*time.Second + 5*time.Second; d > bound {
-		t.Errorf("the killed replica's shards were held again %.1f s after the kill; want within the lease duration + 2 retry periods + 5 s for the new pod (%s)", d.Seconds(), bound)
+	// Today: the dead member is seen no more a lease duration after its last
+	// renewal; only then is its shard assigned, and the new owner's elector,
+	// new, waits a whole lease duration from its first look at the Lease
+	// (client-go's rule: it cannot know when it was renewed). So twice the
+	// lease duration, + the retries' jitter, + 3 s for the probes' polling.
+	// docs/sharding.md says how to bring it down to one.
+	bound := leaseBound(e, &coordinationv1.Lease{}) + 15*time.Second + 3*time.Second
+	t.Logf("SIGKILL of %s: every shard held again, balanced, %.1f s after the kill (bound %s): %v; %d changes hashed in %.1f s", victim, d.Seconds(), bound, held, objects, took.Seconds())
+	if d > bound {
+		t.Errorf("the killed replica's shards were held again %.1f s after the kill; want within %s", d.Seconds(), bound)
 	}
 
 	time.Sleep(time.Second) // the last writes' watch events
 	writes := tl.check(t, count, 2*time.Second)
 	t.Logf("%d hash writes watched, each by the holder of its object's shard", writes)
 	for _, p := range e.pods(ctx) {
-		if r := restarts(&p); r > 0 {
+		if r := restarts(&p); r > 0 && p.Name != victim {
 			t.Errorf("pod %s restarted %d times", p.Name, r)
 		}
 	}
