@@ -107,7 +107,6 @@ func permissions(opts options) controller.Option {
 	return controller.WithPermissions(authorizationv1.ResourceAttributes{Verb: "patch", Resource: "configmaps"})
 }
 
-
 // informer is the hash loop's informer: the labelled ConfigMaps.
 func informer(m *controller.Manager, core corev1client.ConfigMapsGetter) (*controller.Informer[*corev1.ConfigMap], error) {
 	return controller.NewInformer(m, core.ConfigMaps, controller.WithLabelSelector(Selector))
