@@ -5,9 +5,11 @@ package controller
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"math/bits"
 	"slices"
 	"strconv"
@@ -23,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/sharding"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
 )
 
 // This file owns sharding (WithShards, docs/sharding.md): which shard an
@@ -167,7 +170,7 @@ func assign(members []string, count int) []string {
 	return owners
 }
 
-// member is a membership Lease as last seen.
+// member is a membership Lease, or a shard's Lease, as last seen changed.
 type member struct {
 	holder    string
 	renewTime string    // as last seen, to tell a renewal
@@ -188,6 +191,7 @@ type sharder struct {
 
 	mu       sync.Mutex
 	members  map[string]member // by Lease name
+	observed []member          // each shard's Lease, as last seen changed
 	owners   []string          // the last assignment
 	assigned atomic.Int64      // shards assigned here by the last assignment
 }
@@ -198,15 +202,63 @@ func newSharder(m *Manager, count int) *sharder {
 	s := &sharder{
 		m: m, count: count, changed: make(chan struct{}, 1), members: map[string]member{},
 		memberName: fmt.Sprintf("%s-member-%08x", m.leaseName, h.Sum32()),
+		observed:   make([]member, count),
 	}
 	for i := range count {
 		name := fmt.Sprintf("%s-shard-%d", m.leaseName, i)
 		e := m.newElector(name, m.o.logger.With("lease", m.namespace+"/"+name, "identity", m.identity, "shard", i))
 		e.shard = &Shard{Index: i, Count: count}
 		e.labels = map[string]string{shardGroupLabel: m.leaseName, shardRoleLabel: "shard"}
+		e.newLock = func() resourcelock.Interface {
+			return &observedLock{Interface: e.newLeaseLock(), identity: m.identity, observed: func() member { return s.observedShard(i) }}
+		}
 		s.electors = append(s.electors, e)
 	}
 	return s
+}
+
+// observedShard returns shard i's Lease as this replica last saw it change.
+func (s *sharder) observedShard(i int) member {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.observed[i]
+}
+
+// observedLock is a shard's lock that tells client-go's elector how long
+// the Lease has gone unrenewed as this replica's watch of the group's
+// Leases saw it. client-go judges a Lease held by another from its own
+// first look: a new elector (a shard just assigned here, after its owner
+// died) would wait a whole lease duration more. When the Lease read now is
+// the version the watch saw (same holder, same renewTime), the record's
+// leaseDurationSeconds is lowered to what is left of it since the watch saw
+// that version, rounded up. Never earlier than client-go would be, had its
+// elector been watching since then; the acquisition itself is the usual
+// update with the read's resourceVersion.
+type observedLock struct {
+	resourcelock.Interface
+	identity string
+	observed func() member
+}
+
+func (l *observedLock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []byte, error) {
+	r, raw, err := l.Interface.Get(ctx)
+	if err != nil || r == nil || r.HolderIdentity == "" || r.HolderIdentity == l.identity {
+		return r, raw, err
+	}
+	o := l.observed()
+	if o.seenAt.IsZero() || o.holder != r.HolderIdentity || o.renewTime != r.RenewTime.UTC().Format(time.RFC3339Nano) {
+		return r, raw, err // changed since the watch saw it: client-go's own count
+	}
+	left := int(math.Ceil((time.Duration(r.LeaseDurationSeconds)*time.Second - time.Since(o.seenAt)).Seconds()))
+	if left >= r.LeaseDurationSeconds {
+		return r, raw, err
+	}
+	c := *r
+	c.LeaseDurationSeconds = max(left, 0)
+	if b, jerr := json.Marshal(c); jerr == nil {
+		return &c, b, nil
+	}
+	return r, raw, err
 }
 
 // seen takes note of a Lease of the group, as watched.
@@ -214,6 +266,15 @@ func (s *sharder) seen(l *coordinationv1.Lease, deleted bool) {
 	switch l.Labels[shardRoleLabel] {
 	case "shard":
 		if i, ok := s.shardOf(l.Name); ok && !deleted {
+			renew := ""
+			if l.Spec.RenewTime != nil {
+				renew = l.Spec.RenewTime.UTC().Format(time.RFC3339Nano)
+			}
+			s.mu.Lock()
+			if o := s.observed[i]; o.holder != holderOf(l) || o.renewTime != renew {
+				s.observed[i] = member{holder: holderOf(l), renewTime: renew, seenAt: time.Now()}
+			}
+			s.mu.Unlock()
 			s.electors[i].seen(l)
 		}
 	case "member":

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -305,5 +306,45 @@ func TestLoopOnlyItsShard(t *testing.T) {
 	}
 	if _, _, ok := ownerOf(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Secret", Name: "s", UID: types.UID("u"), Controller: new(true)}}}}, corev1.SchemeGroupVersion.WithKind("Secret").GroupKind()); !ok {
 		t.Error("ownerOf found no owner")
+	}
+}
+
+// A replica that dies holding a shard: the shard is assigned elsewhere once
+// its member Lease is seen unrenewed for the lease duration, and taken at
+// once then, not a lease duration later: the new owner's elector is told
+// how long the shard's Lease has gone unrenewed (observedLock). Without
+// that, client-go's elector would count the lease duration from its own
+// first look, and the shard would wait twice the lease duration.
+func TestDeadReplicasShardTakenAfterOneLeaseDuration(t *testing.T) {
+	const lease = 3 * time.Second
+	cs := fake.NewClientset()
+	optimisticLeases(cs)
+	// "dead" renewed its member Lease and both shards' once, just now, then
+	// died. "a" starts: one shard is assigned to it at once (it waits a
+	// lease duration from its first look), the other once dead's member
+	// Lease is seen unrenewed for a lease duration.
+	now := metav1.NowMicro()
+	secs, dead := int32(lease/time.Second), "dead"
+	for name, role := range map[string]string{"test-lease-member-dead": "member", "test-lease-shard-0": "shard", "test-lease-shard-1": "shard"} {
+		if _, err := cs.CoordinationV1().Leases(testNS).Create(context.Background(), &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: testNS, Labels: map[string]string{shardGroupLabel: "test-lease", shardRoleLabel: role}},
+			Spec:       coordinationv1.LeaseSpec{HolderIdentity: &dead, LeaseDurationSeconds: &secs, AcquireTime: &now, RenewTime: &now},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	died := time.Now()
+	w := &shardWatch{t: t, running: map[int]string{}}
+	m, _ := newTestManager(t, cs, "a", WithShards(2), WithLeaseDuration(lease), WithRenewDeadline(2*time.Second), WithRetryPeriod(100*time.Millisecond))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := runAsync(ctx, m, w.work("a"))
+	defer func() { cancel(); within(t, done, "Run to return") }()
+	if _, ok := w.waitShards([]string{"a"}, 2, 2); !ok {
+		t.Fatal("the shards never taken")
+	}
+	took := time.Since(died)
+	t.Logf("both shards taken %.1f s after their owner died (lease duration %s)", took.Seconds(), lease)
+	if took > lease+lease/2 {
+		t.Errorf("both shards taken %.1f s after their owner died; want about one lease duration (%s), not two", took.Seconds(), lease)
 	}
 }
