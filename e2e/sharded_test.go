@@ -326,13 +326,13 @@ func TestShardedController(t *testing.T) {
 	_, held = e.waitBalanced(t, 2, count, 90*time.Second)
 	d = time.Since(killed)
 	took := e.touchAll(t, names, "after-kill", 2*time.Minute)
-	// Today: the dead member is seen no more a lease duration after its last
-	// renewal; only then is its shard assigned, and the new owner's elector,
-	// new, waits a whole lease duration from its first look at the Lease
-	// (client-go's rule: it cannot know when it was renewed). So twice the
-	// lease duration, + the retries' jitter, + 3 s for the probes' polling.
-	// docs/sharding.md says how to bring it down to one.
-	bound := leaseBound(e, &coordinationv1.Lease{}) + 15*time.Second + 3*time.Second
+	// The dead member is seen no more a lease duration after its last
+	// renewal; then its shards are assigned to the live ones, whose new
+	// electors count the shards' Leases from when the watch saw them renewed
+	// (not from their own first look: that would be twice the lease
+	// duration). So the lease duration, + the retries' jitter, + 3 s for the
+	// restart and the probes' polling.
+	bound := leaseBound(e, &coordinationv1.Lease{}) + 3*time.Second
 	t.Logf("SIGKILL of %s: every shard held again, balanced, %.1f s after the kill (bound %s): %v; %d changes hashed in %.1f s", victim, d.Seconds(), bound, held, objects, took.Seconds())
 	if d > bound {
 		t.Errorf("the killed replica's shards were held again %.1f s after the kill; want within %s", d.Seconds(), bound)

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -123,10 +125,15 @@ type Object interface {
 // NewClusterInformer, Manager.DynamicInformer or Manager.MetadataInformer,
 // before Run. Add event handlers with Manager.AddEventHandler (for the
 // term, panics recovered), not on the informer directly.
+//
+// Sharded (WithShards), the informer of a Loop's primary objects is one
+// informer per shard held, each caching only its shard (shards.go): read it
+// with Get and List, which look in every shard held here.
 type Informer[T Object] struct {
 	cache.TypedSharedIndexInformer[T]
 	gvr    schema.GroupVersionResource
 	lister listers.ResourceIndexer[T]
+	entry  *informerEntry
 }
 
 // Get returns the object named name in namespace ("" for a cluster-scoped
@@ -134,7 +141,17 @@ type Informer[T Object] struct {
 // recognises. The object is shared with the cache: copy it (DeepCopy)
 // before changing it.
 func (i *Informer[T]) Get(namespace, name string) (T, error) {
-	return listers.NewNamespaced(i.lister, namespace).Get(name)
+	subs, sharded := i.entry.shardInformers()
+	if !sharded {
+		return listers.NewNamespaced(i.lister, namespace).Get(name)
+	}
+	for _, sub := range subs {
+		if o, err := listers.NewNamespaced(listers.New[T](sub.GetIndexer(), i.gvr.GroupResource()), namespace).Get(name); err == nil {
+			return o, nil
+		}
+	}
+	var zero T
+	return zero, apierrors.NewNotFound(i.gvr.GroupResource(), name)
 }
 
 // List returns the cached objects in namespace ("" for all, or a
@@ -144,8 +161,23 @@ func (i *Informer[T]) List(namespace string, selector labels.Selector) ([]T, err
 	if selector == nil {
 		selector = labels.Everything()
 	}
-	return listers.NewNamespaced(i.lister, namespace).List(selector)
+	subs, sharded := i.entry.shardInformers()
+	if !sharded {
+		return listers.NewNamespaced(i.lister, namespace).List(selector)
+	}
+	var out []T
+	for _, sub := range subs {
+		l, err := listers.NewNamespaced(listers.New[T](sub.GetIndexer(), i.gvr.GroupResource()), namespace).List(selector)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, l...)
+	}
+	return out, nil
 }
+
+// informerEntry returns the Manager's record of the informer.
+func (i *Informer[T]) informerEntry() *informerEntry { return i.entry }
 
 // Resource returns the resource the informer lists and watches.
 func (i *Informer[T]) Resource() schema.GroupVersionResource { return i.gvr }
@@ -252,11 +284,11 @@ func newTypedInformer[T Object](m *Manager, ns string, list cache.ListWithContex
 		}
 		io.gvr, _ = meta.UnsafeGuessKindToResource(gvks[0])
 	}
-	inf, err := m.addInformer(io, ns, example, &cache.ListWatch{ListWithContextFunc: list, WatchFuncWithContext: watchFn}, m.cs)
+	e, err := m.addInformer(io, ns, example, &cache.ListWatch{ListWithContextFunc: list, WatchFuncWithContext: watchFn}, m.cs)
 	if err != nil {
 		return nil, err
 	}
-	return newInformer[T](inf, io.gvr), nil
+	return newInformer[T](e, io.gvr), nil
 }
 
 // DynamicInformer makes an informer of any resource, a custom resource
@@ -314,14 +346,14 @@ func resourceInformer[T Object, L runtime.Object, C listWatcher[L]](m *Manager, 
 	if err != nil {
 		return nil, err
 	}
-	inf, err := m.addInformer(io, ns, example, &cache.ListWatch{
+	e, err := m.addInformer(io, ns, example, &cache.ListWatch{
 		ListWithContextFunc:  func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return c.List(ctx, o) },
 		WatchFuncWithContext: c.Watch,
 	}, semantics)
 	if err != nil {
 		return nil, err
 	}
-	return newInformer[T](inf, gvr), nil
+	return newInformer[T](e, gvr), nil
 }
 
 // newObject returns a new T, T being a pointer type such as *corev1.Secret.
@@ -335,11 +367,12 @@ func newObject[T Object]() (runtime.Object, error) {
 	return o, nil
 }
 
-func newInformer[T Object](inf cache.SharedIndexInformer, gvr schema.GroupVersionResource) *Informer[T] {
+func newInformer[T Object](e *informerEntry, gvr schema.GroupVersionResource) *Informer[T] {
 	return &Informer[T]{
-		TypedSharedIndexInformer: cache.NewTypedSharedIndexInformer[T](inf),
+		TypedSharedIndexInformer: cache.NewTypedSharedIndexInformer[T](e.inf),
 		gvr:                      gvr,
-		lister:                   listers.New[T](inf.GetIndexer(), gvr.GroupResource()),
+		lister:                   listers.New[T](e.inf.GetIndexer(), gvr.GroupResource()),
+		entry:                    e,
 	}
 }
 
@@ -365,11 +398,60 @@ func (m *Manager) informerNamespace() string {
 	return m.namespace
 }
 
+// informerEntry is an informer a Manager made, and what it takes to make it
+// again for one shard (shards.go).
+type informerEntry struct {
+	inf       cache.SharedIndexInformer
+	lw        *cache.ListWatch // the selectors applied
+	example   runtime.Object
+	semantics any
+	transform cache.TransformFunc
+	what      string // the resource, for messages
+
+	mu      sync.Mutex
+	sharded bool                              // per shard: Run set it; inf is not started
+	server  bool                              // the API server filters by shard (shardSelector)
+	subs    map[int]cache.SharedIndexInformer // the shards held, when sharded
+}
+
+// newInformer makes a shared informer over lw.
+func (e *informerEntry) newInformer(lw cache.ListerWatcher) (cache.SharedIndexInformer, error) {
+	inf := cache.NewSharedIndexInformerWithOptions(lw, e.example,
+		cache.SharedIndexInformerOptions{
+			Indexers:          cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc},
+			ObjectDescription: e.what,
+		})
+	if e.transform != nil {
+		if err := inf.SetTransform(e.transform); err != nil {
+			return nil, fmt.Errorf("informer for %s: %w", e.what, err)
+		}
+	}
+	return inf, nil
+}
+
+// shardInformers returns the informers of the shards held here, and
+// whether the entry is sharded at all.
+func (e *informerEntry) shardInformers() ([]cache.SharedIndexInformer, bool) {
+	if e == nil {
+		return nil, false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.sharded {
+		return nil, false
+	}
+	out := make([]cache.SharedIndexInformer, 0, len(e.subs))
+	for _, s := range e.subs {
+		out = append(out, s)
+	}
+	return out, true
+}
+
 // addInformer makes the shared informer over lw, registers it to be started
 // by Run and waited for by readiness, and adds list and watch of its
 // resource to the preflight. semantics is the client lw calls: a fake
 // client says it cannot stream lists (client-go's WatchList).
-func (m *Manager) addInformer(io informerOptions, ns string, example runtime.Object, lw *cache.ListWatch, semantics any) (cache.SharedIndexInformer, error) {
+func (m *Manager) addInformer(io informerOptions, ns string, example runtime.Object, lw *cache.ListWatch, semantics any) (*informerEntry, error) {
 	what := io.gvr.String()
 	if _, err := labels.Parse(io.labels); err != nil {
 		return nil, fmt.Errorf("informer for %s: label selector %q: %w", what, io.labels, err)
@@ -396,32 +478,40 @@ func (m *Manager) addInformer(io informerOptions, ns string, example runtime.Obj
 			return watchFn(ctx, o)
 		},
 	}
-	inf := cache.NewSharedIndexInformerWithOptions(cache.ToListWatcherWithWatchListSemantics(lw, semantics), example,
-		cache.SharedIndexInformerOptions{
-			Indexers:          cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc},
-			ObjectDescription: what,
-		})
-	transform := m.o.transform
+	e := &informerEntry{lw: lw, example: example, semantics: semantics, transform: m.o.transform, what: what}
 	if io.transformSet {
-		transform = io.transform
+		e.transform = io.transform
 	}
-	if transform != nil {
-		if err := inf.SetTransform(transform); err != nil {
-			return nil, fmt.Errorf("informer for %s: %w", what, err)
-		}
+	inf, err := e.newInformer(cache.ToListWatcherWithWatchListSemantics(lw, semantics))
+	if err != nil {
+		return nil, err
 	}
+	e.inf = inf
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.started {
 		return nil, fmt.Errorf("informer for %s: make informers before Run", what)
 	}
-	m.informers = append(m.informers, inf)
+	m.informers = append(m.informers, e)
 	for _, verb := range []string{"list", "watch"} {
 		m.watched = append(m.watched, authorizationv1.ResourceAttributes{
 			Namespace: ns, Verb: verb, Group: io.gvr.Group, Resource: io.gvr.Resource,
 		})
 	}
-	return inf, nil
+	return e, nil
+}
+
+// managerInformers returns the informers Run starts and waits for: the
+// Lease's and every one made, but those sharded (each shard's are started
+// with the shard).
+func (m *Manager) managerInformers() []cache.SharedIndexInformer {
+	out := []cache.SharedIndexInformer{m.leases}
+	for _, e := range m.informers {
+		if _, sharded := e.shardInformers(); !sharded {
+			out = append(out, e.inf)
+		}
+	}
+	return out
 }
 
 // startInformers starts every informer, the Lease's too; they stop when ctx
@@ -429,7 +519,7 @@ func (m *Manager) addInformer(io informerOptions, ns string, example runtime.Obj
 func (m *Manager) startInformers(ctx context.Context) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, inf := range append([]cache.SharedIndexInformer{m.leases}, m.informers...) {
+	for _, inf := range m.managerInformers() {
 		m.informersRunning.Go(func() { inf.RunWithContext(ctx) })
 	}
 }
@@ -439,8 +529,8 @@ func (m *Manager) startInformers(ctx context.Context) {
 // ended first.
 func (m *Manager) waitForSync(ctx context.Context) bool {
 	m.mu.Lock()
-	synced := []cache.InformerSynced{m.leases.HasSynced}
-	for _, inf := range m.informers {
+	var synced []cache.InformerSynced
+	for _, inf := range m.managerInformers() {
 		synced = append(synced, inf.HasSynced)
 	}
 	m.mu.Unlock()

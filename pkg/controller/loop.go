@@ -92,6 +92,9 @@ func (m *Manager) Loop(name string, primary cache.SharedInformer, reconcile Reco
 	for _, opt := range opts {
 		opt(l)
 	}
+	m.mu.Lock()
+	m.loops = append(m.loops, l)
+	m.mu.Unlock()
 	return l
 }
 
@@ -127,8 +130,13 @@ func (l *Loop) Work(ctx context.Context) error {
 	l.m.o.metrics.LoopStarted(l.name, l.workers)
 	defer q.ShutDown()
 	// Sharded (WithShards), the loop sees only its shard's objects, and
-	// owned objects whose owner is in its shard.
+	// owned objects whose owner is in its shard. Its primary informer is
+	// then the shard's own, when the Manager made it per shard.
 	shard, sharded := ShardFrom(ctx)
+	primary := l.primary
+	if sub := l.m.shards.informerFor(l.primary, shard); sharded && sub != nil {
+		primary = sub
+	}
 	enqueue := func(obj any) {
 		if sharded && !shard.containsObject(obj) {
 			return
@@ -137,7 +145,7 @@ func (l *Loop) Work(ctx context.Context) error {
 			q.Add(name)
 		}
 	}
-	if err := l.m.AddEventHandler(ctx, l.primary, cache.ResourceEventHandlerFuncs{
+	if err := l.m.AddEventHandler(ctx, primary, cache.ResourceEventHandlerFuncs{
 		AddFunc:    enqueue,
 		UpdateFunc: func(_, obj any) { enqueue(obj) },
 		DeleteFunc: enqueue,
@@ -174,7 +182,7 @@ func (l *Loop) Work(ctx context.Context) error {
 	}
 	for range l.workers {
 		wg.Go(func() {
-			for l.next(ctx, writes, q, only) {
+			for l.next(ctx, writes, q, primary.GetStore(), only) {
 			}
 		})
 	}
@@ -188,7 +196,7 @@ func (l *Loop) Work(ctx context.Context) error {
 // term is over. With shard, an object the primary informer holds now in
 // another shard is not reconciled: a name deleted and made again gets a new
 // uid, maybe in another shard, whose owner reconciles it.
-func (l *Loop) next(ctx, writes context.Context, q workqueue.TypedRateLimitingInterface[Request], shard *Shard) bool {
+func (l *Loop) next(ctx, writes context.Context, q workqueue.TypedRateLimitingInterface[Request], store cache.Store, shard *Shard) bool {
 	req, shutdown := q.Get()
 	if shutdown {
 		return false
@@ -198,7 +206,7 @@ func (l *Loop) next(ctx, writes context.Context, q workqueue.TypedRateLimitingIn
 		return false // no reconcile starts once the term is over
 	}
 	if shard != nil {
-		if obj, exists, err := l.primary.GetStore().GetByKey(req.String()); err == nil && exists && !shard.containsObject(obj) {
+		if obj, exists, err := store.GetByKey(req.String()); err == nil && exists && !shard.containsObject(obj) {
 			q.Forget(req)
 			return true
 		}

@@ -160,7 +160,8 @@ type Manager struct {
 
 	mu               sync.Mutex
 	started          bool
-	informers        []cache.SharedIndexInformer
+	informers        []*informerEntry
+	loops            []*Loop
 	informersRunning sync.WaitGroup
 	watched          []authorizationv1.ResourceAttributes // list and watch of each informer
 

@@ -51,6 +51,9 @@ func (m *Manager) Run(ctx context.Context, work Work) error {
 	if !m.preflight(ctx) {
 		return nil // shut down before the start
 	}
+	if m.shards != nil {
+		m.shards.prepare(ctx) // which informers are made per shard, and who filters
+	}
 	// The informers live until Run returns, after the lease was released:
 	// standbys keep their caches warm.
 	informerCtx, stopInformers := context.WithCancel(context.WithoutCancel(ctx))

@@ -22,8 +22,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/sharding"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 )
@@ -431,8 +434,19 @@ func (s *sharder) start(ctx context.Context, i int, work Work, ended chan<- stru
 		once.Do(func() { at = time.Now().Add(s.m.o.shutdownTimeout) })
 		return at
 	}
+	// The shard's informers live as long as this run: until its Lease was
+	// given back. Its work starts once they have synced.
+	informers, stopInformers := context.WithCancel(context.WithoutCancel(ctx))
+	synced := s.startShard(informers, i)
+	shardWork := func(ctx context.Context) error {
+		if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+			return nil // cancelled before the shard's caches synced
+		}
+		return work(ctx)
+	}
 	go func() {
 		defer func() {
+			stopInformers()
 			close(r.done)
 			select {
 			case ended <- struct{}{}:
@@ -440,7 +454,7 @@ func (s *sharder) start(ctx context.Context, i int, work Work, ended chan<- stru
 			}
 		}()
 		for rctx.Err() == nil {
-			again, err := e.contend(rctx, work)
+			again, err := e.contend(rctx, shardWork)
 			if err != nil {
 				r.err = fmt.Errorf("shard %d: %w", i, err)
 				return
@@ -551,4 +565,169 @@ func (m *Manager) Shards() ShardStatus {
 	st.Assigned = append(st.Assigned, s.mine(owners)...)
 	st.Members = len(s.live(time.Now()))
 	return st
+}
+
+// This part owns the informers per shard: a Loop's primary informer, when
+// the Manager made it (NewInformer, DynamicInformer, MetadataInformer) and
+// it is no Loop's owned informer, is made again for each shard held here,
+// each caching that shard only; the Manager-wide one is not started.
+// Owned objects are routed by their owner's uid, which the server cannot
+// select by: their informers stay whole.
+
+// entryOf is what the Manager's informers (Informer[T]) have.
+type entryOf interface{ informerEntry() *informerEntry }
+
+// prepare marks the informers to shard and asks the API server, once per
+// informer, whether it filters by shard: a list with a shardSelector that
+// comes back with metadata.shardInfo was filtered by the server
+// (ShardedListAndWatch on); without it the server ignored the selector, and
+// each shard's informer filters by the hash itself. Call it before the
+// Manager's informers start.
+func (s *sharder) prepare(ctx context.Context) {
+	s.m.mu.Lock()
+	owned := map[*informerEntry]bool{}
+	var primaries []*informerEntry
+	for _, l := range s.m.loops {
+		if e, ok := l.primary.(entryOf); ok && e.informerEntry() != nil {
+			primaries = append(primaries, e.informerEntry())
+		}
+		for _, o := range l.owned {
+			if e, ok := o.informer.(entryOf); ok {
+				owned[e.informerEntry()] = true
+			}
+		}
+	}
+	s.m.mu.Unlock()
+	for _, e := range primaries {
+		e.mu.Lock()
+		already := e.sharded
+		e.mu.Unlock()
+		if owned[e] || already {
+			continue
+		}
+		server := serverShards(ctx, e)
+		e.mu.Lock()
+		e.sharded, e.server, e.subs = true, server, map[int]cache.SharedIndexInformer{}
+		e.mu.Unlock()
+		if server {
+			s.m.log.Info("sharded list and watch: the API server filters each shard's informer (shardSelector)", "resource", e.what)
+		} else {
+			s.m.log.Info("sharded list and watch: not served (the ShardedListAndWatch feature gate is off, or an older server): each shard's informer receives every object and keeps its shard's", "resource", e.what)
+		}
+	}
+}
+
+// serverShards asks for one object of half the hash range, and says
+// whether the answer says the server applied the shardSelector.
+func serverShards(ctx context.Context, e *informerEntry) bool {
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	obj, err := e.lw.ListWithContextFunc(ctx, metav1.ListOptions{Limit: 1, ShardSelector: Shard{Index: 0, Count: 2}.Selector()})
+	if err != nil {
+		return false // the informers' own lists will say what is wrong
+	}
+	if u, ok := obj.(*unstructured.UnstructuredList); ok {
+		_, found, _ := unstructured.NestedMap(u.Object, "metadata", "shardInfo")
+		return found
+	}
+	if a, ok := obj.(metav1.ListMetaAccessor); ok {
+		if lm, ok := a.GetListMeta().(*metav1.ListMeta); ok {
+			return lm.ShardInfo != nil
+		}
+	}
+	return false
+}
+
+// startShard makes and starts each sharded informer for shard i, until ctx
+// ends; it returns their HasSynced.
+func (s *sharder) startShard(ctx context.Context, i int) []cache.InformerSynced {
+	var synced []cache.InformerSynced
+	sh := Shard{Index: i, Count: s.count}
+	s.m.mu.Lock()
+	entries := slices.Clone(s.m.informers)
+	s.m.mu.Unlock()
+	for _, e := range entries {
+		e.mu.Lock()
+		sharded, server := e.sharded, e.server
+		e.mu.Unlock()
+		if !sharded {
+			continue
+		}
+		inf, err := e.newInformer(cache.ToListWatcherWithWatchListSemantics(shardListWatch(e.lw, sh, server), e.semantics))
+		if err != nil {
+			s.m.log.Error("cannot make the shard's informer", "resource", e.what, "shard", i, "err", err)
+			continue
+		}
+		e.mu.Lock()
+		e.subs[i] = inf
+		e.mu.Unlock()
+		go inf.RunWithContext(ctx)
+		synced = append(synced, inf.HasSynced)
+		context.AfterFunc(ctx, func() {
+			e.mu.Lock()
+			if e.subs[i] == inf {
+				delete(e.subs, i)
+			}
+			e.mu.Unlock()
+		})
+	}
+	return synced
+}
+
+// shardListWatch is lw for shard sh: with the server's shardSelector, or
+// (server false) keeping only sh's objects of what comes back.
+func shardListWatch(lw *cache.ListWatch, sh Shard, server bool) *cache.ListWatch {
+	return &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.ShardSelector = sh.Selector()
+			obj, err := lw.ListWithContextFunc(ctx, o)
+			if err != nil || server {
+				return obj, err
+			}
+			items, err := meta.ExtractList(obj)
+			if err != nil {
+				return nil, err
+			}
+			kept := items[:0]
+			for _, it := range items {
+				if sh.containsObject(it) {
+					kept = append(kept, it)
+				}
+			}
+			return obj, meta.SetList(obj, kept)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.ShardSelector = sh.Selector()
+			w, err := lw.WatchFuncWithContext(ctx, o)
+			if err != nil || server {
+				return w, err
+			}
+			return watch.Filter(w, func(ev watch.Event) (watch.Event, bool) {
+				switch ev.Type {
+				case watch.Added, watch.Modified, watch.Deleted:
+					return ev, sh.containsObject(ev.Object)
+				}
+				return ev, true // bookmarks and errors
+			}), nil
+		},
+	}
+}
+
+// informerFor returns the informer of shard sh for primary, nil if primary
+// is not made per shard here (or s is nil).
+func (s *sharder) informerFor(primary cache.SharedInformer, sh Shard) cache.SharedIndexInformer {
+	if s == nil {
+		return nil
+	}
+	eo, ok := primary.(entryOf)
+	if !ok || eo.informerEntry() == nil {
+		return nil
+	}
+	e := eo.informerEntry()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !e.sharded {
+		return nil
+	}
+	return e.subs[sh.Index]
 }

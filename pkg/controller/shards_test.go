@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -346,5 +348,136 @@ func TestDeadReplicasShardTakenAfterOneLeaseDuration(t *testing.T) {
 	t.Logf("both shards taken %.1f s after their owner died (lease duration %s)", took.Seconds(), lease)
 	if took > lease+lease/2 {
 		t.Errorf("both shards taken %.1f s after their owner died; want about one lease duration (%s), not two", took.Seconds(), lease)
+	}
+}
+
+// Sharded, a Loop's primary informer is made per shard held: each
+// replica's cache (Informer.List) holds exactly the objects of its shards,
+// and each object is reconciled. The fake API server ignores shardSelector
+// (no metadata.shardInfo), so this is the client-side mode: each shard's
+// informer keeps its shard's objects of every one sent.
+func TestShardInformersHoldTheirShards(t *testing.T) {
+	const count = 4
+	cs := fake.NewClientset()
+	optimisticLeases(cs)
+	var want []string
+	for i := range 64 {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: fmt.Sprintf("cm-%d", i), UID: uuid.NewUUID()}}
+		want = append(want, cm.Name)
+		if _, err := cs.CoreV1().ConfigMaps(testNS).Create(context.Background(), cm, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	reconciled := map[string]bool{}
+	type replica struct {
+		m   *Manager
+		cms *Informer[*corev1.ConfigMap]
+	}
+	var replicas []replica
+	for _, id := range []string{"a", "b"} {
+		m, _ := newTestManager(t, cs, id, WithShards(count))
+		cms, err := NewInformer(m, cs.CoreV1().ConfigMaps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		loop := m.Loop("test", cms, func(ctx context.Context, req Request) (Result, error) {
+			sh, _ := ShardFrom(ctx)
+			cm, err := cms.Get(req.Namespace, req.Name)
+			if err != nil {
+				t.Errorf("%s, shard %v: Get(%s): %v", id, sh, req, err)
+				return Result{}, nil
+			}
+			if !sh.Contains(cm.UID) {
+				t.Errorf("%s: shard %v reconciles %s, of another shard", id, sh, req)
+			}
+			mu.Lock()
+			reconciled[req.Name] = true
+			mu.Unlock()
+			return Result{}, nil
+		})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := runAsync(ctx, m, loop.Work)
+		t.Cleanup(func() { cancel(); within(t, done, id+"'s Run to return") })
+		replicas = append(replicas, replica{m, cms})
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ok := true
+		total := 0
+		for _, r := range replicas {
+			st := r.m.Shards()
+			cached, err := r.cms.List("", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			total += len(cached)
+			for _, cm := range cached {
+				if !slices.Contains(st.Held, shardIndex(cm.UID, count)) {
+					ok = false // a shard given back, not yet dropped
+				}
+			}
+			ok = ok && len(st.Held) == count/2
+		}
+		mu.Lock()
+		n := len(reconciled)
+		mu.Unlock()
+		if ok && total == len(want) && n == len(want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 20 s: %d of %d reconciled, %d cached in all (want each cache to hold its shards' only, all %d between them); shards %+v %+v",
+				n, len(want), total, len(want), replicas[0].m.Shards(), replicas[1].m.Shards())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for _, r := range replicas {
+		cached, _ := r.cms.List("", nil)
+		t.Logf("%s holds shards %v and caches %d of the %d ConfigMaps", r.m.Identity(), r.m.Shards().Held, len(cached), len(want))
+	}
+}
+
+// When the API server answers a shardSelector with metadata.shardInfo (it
+// applied it: ShardedListAndWatch on), the shard's informers send the
+// selector and keep what comes back; when it does not, they filter. The
+// fake API server here filters and says so, like a server with the gate.
+func TestServerShardsDetected(t *testing.T) {
+	cs := fake.NewClientset()
+	var asked atomic.Int32
+	cs.PrependReactor("list", "configmaps", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		o := a.(k8stesting.ListActionImpl).GetListOptions()
+		if o.ShardSelector == "" {
+			return false, nil, nil
+		}
+		asked.Add(1)
+		return true, &corev1.ConfigMapList{ListMeta: metav1.ListMeta{ShardInfo: &metav1.ShardInfo{Selector: o.ShardSelector}}}, nil
+	})
+	m, logs := newTestManager(t, cs, "a", WithShards(2))
+	cms, err := NewInformer(m, cs.CoreV1().ConfigMaps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Loop("test", cms, func(context.Context, Request) (Result, error) { return Result{}, nil })
+	m.shards.prepare(context.Background())
+	if e := cms.entry; !e.sharded || !e.server {
+		t.Fatalf("sharded %v, server %v; want both", e.sharded, e.server)
+	}
+	if !strings.Contains(logs.String(), "the API server filters each shard") {
+		t.Errorf("log: %s", logs.String())
+	}
+
+	plain := fake.NewClientset()
+	m2, logs2 := newTestManager(t, plain, "b", WithShards(2))
+	cms2, _ := NewInformer(m2, plain.CoreV1().ConfigMaps)
+	m2.Loop("test", cms2, func(context.Context, Request) (Result, error) { return Result{}, nil })
+	m2.shards.prepare(context.Background())
+	if e := cms2.entry; !e.sharded || e.server {
+		t.Fatalf("without shardInfo: sharded %v, server %v; want sharded, not by the server", e.sharded, e.server)
+	}
+	if !strings.Contains(logs2.String(), "not served") {
+		t.Errorf("log: %s", logs2.String())
+	}
+	if asked.Load() == 0 {
+		t.Error("the server was never asked with a shardSelector")
 	}
 }
