@@ -292,6 +292,28 @@ func TestShardedController(t *testing.T) {
 	d, held := e.waitBalanced(t, replicas, count, 60*time.Second)
 	t.Logf("%d replicas: all %d ConfigMaps hashed; shards balanced %.1f s later: %v", replicas, objects, d.Seconds(), held)
 
+	// Each replica caches its shards' ConfigMaps only, asked of the API
+	// server by shard (both clusters turn ShardedListAndWatch on): the
+	// caches hold each object once between them, every replica says the
+	// server filters, and the API server counts a sharded watch per shard.
+	cached := 0
+	for pod, st := range e.shardStatuses(ctx) {
+		if len(st.Informers) != 1 || st.Informers[0].Filter != "server" {
+			t.Errorf("%s: sharded informers %+v; want the ConfigMaps', filtered by the API server", pod, st.Informers)
+			continue
+		}
+		cached += st.Informers[0].Cached
+		t.Logf("%s: shards %v, %d ConfigMaps cached (of %d)", pod, st.Held, st.Informers[0].Cached, objects)
+	}
+	if cached != objects {
+		t.Errorf("the replicas cache %d ConfigMaps between them; want each of the %d once", cached, objects)
+	}
+	if n, err := apiserverGauge(ctx, "apiserver_watch_shards_total", `resource="configmaps"`); err != nil {
+		t.Errorf("the API server's metrics: %v", err)
+	} else if t.Logf("the API server counts %v sharded watches of configmaps", n); n < count {
+		t.Errorf("apiserver_watch_shards_total{resource=configmaps} = %v; want at least one per shard (%d)", n, count)
+	}
+
 	for i, n := range []int{5, 2} {
 		e.scale(t, n)
 		d, held := e.waitBalanced(t, n, count, 90*time.Second)
@@ -346,6 +368,29 @@ func TestShardedController(t *testing.T) {
 			t.Errorf("pod %s restarted %d times", p.Name, r)
 		}
 	}
+}
+
+// apiserverGauge returns the sum of the API server's series name whose
+// labels contain labels, from its /metrics.
+func apiserverGauge(ctx context.Context, name, labels string) (float64, error) {
+	raw, err := client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return 0, err
+	}
+	sum, found := 0.0, false
+	for _, line := range strings.Split(string(raw), "\n") {
+		if !strings.HasPrefix(line, name+"{") || !strings.Contains(line, labels) {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(line[strings.LastIndex(line, " ")+1:], &v); err == nil {
+			sum, found = sum+v, true
+		}
+	}
+	if !found {
+		return 0, fmt.Errorf("no series %s{%s} (is the ShardedListAndWatch feature gate on?)", name, labels)
+	}
+	return sum, nil
 }
 
 // yamlFirstDoc decodes the first YAML document of file into out.

@@ -588,6 +588,7 @@ cmd_up() {
 		--service-account-issuer="${ISSUER}" --api-audiences="${ISSUER}" \
 		--service-account-key-file="${PKI}/sa.pub" \
 		--service-account-signing-key-file="${PKI}/sa.key" \
+		--feature-gates=ShardedListAndWatch=true \
 		--profiling=false
 	start containerd --config "${CFG}/containerd.toml"
 	wait_for "kube-apiserver /readyz" 90 "${LOGS}/kube-apiserver.log" apiserver_ready

@@ -548,6 +548,17 @@ type ShardStatus struct {
 	Held     []int  `json:"held"`     // shards whose work runs here
 	Assigned []int  `json:"assigned"` // shards the assignment gives this replica
 	Members  int    `json:"members"`  // live members, this one included
+	// Informers says, per sharded informer (a Loop's primary), who filters
+	// by shard ("server": the API server, shardSelector; "client": this
+	// replica) and how many objects its shards' caches hold here.
+	Informers []ShardedInformer `json:"informers"`
+}
+
+// ShardedInformer is one informer made per shard, in ShardStatus.
+type ShardedInformer struct {
+	Resource string `json:"resource"`
+	Filter   string `json:"filter"` // server or client
+	Cached   int    `json:"cached"`
 }
 
 // Shards returns this replica's shards; Of is 0 when not sharded.
@@ -564,6 +575,26 @@ func (m *Manager) Shards() ShardStatus {
 	s.mu.Unlock()
 	st.Assigned = append(st.Assigned, s.mine(owners)...)
 	st.Members = len(s.live(time.Now()))
+	m.mu.Lock()
+	entries := slices.Clone(m.informers)
+	m.mu.Unlock()
+	st.Informers = []ShardedInformer{}
+	for _, e := range entries {
+		subs, sharded := e.shardInformers()
+		if !sharded {
+			continue
+		}
+		si := ShardedInformer{Resource: e.what, Filter: "client"}
+		e.mu.Lock()
+		if e.server {
+			si.Filter = "server"
+		}
+		e.mu.Unlock()
+		for _, sub := range subs {
+			si.Cached += len(sub.GetStore().ListKeys())
+		}
+		st.Informers = append(st.Informers, si)
+	}
 	return st
 }
 
