@@ -12,6 +12,7 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -78,6 +79,10 @@ type leaseGate struct {
 	takenBy   string    // another holder the Lease named after this replica held it
 	released  bool      // the release was written
 	deadline  time.Time // no request after it (shutdown); zero: none
+	// unconfirmed: a write naming this replica as holder got no answer (its
+	// context ended in flight): the API server may have applied it while
+	// client-go counts it as failed, and would then not give the Lease back.
+	unconfirmed bool
 }
 
 func newLeaseGate(lock resourcelock.Interface, now func() time.Time, requestTimeout time.Duration) *leaseGate {
@@ -174,6 +179,39 @@ func (g *leaseGate) release(ctx context.Context, r resourcelock.LeaderElectionRe
 	return err
 }
 
+// releaseUnconfirmed gives the Lease back when a write of it as this
+// replica's got no answer and client-go did not release it: it reads the
+// Lease and, if it names this replica, writes the release (as client-go's:
+// no holder, a lease of 1 s) with the read's resourceVersion. Only once the
+// round is over and the work is not running. It says whether it released.
+func (g *leaseGate) releaseUnconfirmed() (bool, error) {
+	g.mu.Lock()
+	ok := g.unconfirmed && !g.running && !g.released && g.takenBy == ""
+	g.mu.Unlock()
+	if !ok {
+		return false, nil
+	}
+	ctx, cancel, err := g.requestContext(context.Background())
+	if err != nil {
+		return false, err
+	}
+	defer cancel()
+	r, _, err := g.Interface.Get(ctx)
+	if err != nil || r == nil || r.HolderIdentity != g.Identity() {
+		return false, err
+	}
+	now := metav1.NewTime(g.now())
+	if err := g.Interface.Update(ctx, resourcelock.LeaderElectionRecord{
+		LeaderTransitions: r.LeaderTransitions, LeaseDurationSeconds: 1, RenewTime: now, AcquireTime: now,
+	}); err != nil {
+		return false, err
+	}
+	g.mu.Lock()
+	g.released = true
+	g.mu.Unlock()
+	return true, nil
+}
+
 // wasReleased says whether the release was written.
 func (g *leaseGate) wasReleased() bool {
 	g.mu.Lock()
@@ -182,7 +220,16 @@ func (g *leaseGate) wasReleased() bool {
 }
 
 func (g *leaseGate) renewed(r resourcelock.LeaderElectionRecord, err error) {
-	if err != nil || r.HolderIdentity != g.Identity() {
+	if r.HolderIdentity != g.Identity() {
+		return
+	}
+	if err != nil {
+		var status apierrors.APIStatus
+		if !errors.As(err, &status) { // no answer from the API server
+			g.mu.Lock()
+			g.unconfirmed = true
+			g.mu.Unlock()
+		}
 		return
 	}
 	g.mu.Lock()
@@ -402,7 +449,12 @@ func (e *elector) contend(ctx context.Context, work Work) (again bool, err error
 	// releases the lease if this replica still holds it.
 	stopElection()
 	<-electionDone
-	if g.wasReleased() {
+	switch released, err := g.releaseUnconfirmed(); {
+	case released:
+		e.log.Info("lease released: a write of it as this replica's had got no answer, and the Lease named this replica")
+	case err != nil:
+		e.log.Warn("could not check whether a write of the Lease without an answer made this replica its holder; if so, it expires after the lease duration", "err", err)
+	case g.wasReleased():
 		e.log.Info("lease released after the work returned")
 	}
 	var taken *leaseTakenError

@@ -534,3 +534,62 @@ func (l *hangLock) Update(ctx context.Context, _ resourcelock.LeaderElectionReco
 	<-ctx.Done()
 	return ctx.Err()
 }
+
+// An acquisition whose write lands but whose answer is lost (its context
+// ended in flight: a shutdown, a shard given back) leaves the Lease naming
+// this replica while client-go counts the write as failed and gives
+// nothing back: without releaseUnconfirmed the Lease would wait out its
+// duration (seen in the sharded e2e: a shard moved 17 s late on a scale
+// down). The gate notes the write without an answer and, once the round is
+// over, reads the Lease and gives it back if it names this replica; not if
+// it names another, and not after a write the server answered.
+func TestUnansweredAcquisitionReleased(t *testing.T) {
+	for _, tc := range []struct {
+		name, holderAfter string
+		answer            error
+		wantReleased      bool
+	}{
+		{"lost answer", "a", context.Canceled, true},
+		{"lost answer, taken since", "b", context.Canceled, false},
+		{"refused by the server", "", apierrors.NewConflict(coordinationv1.Resource("leases"), "test-lease", errors.New("modified")), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cs := fake.NewClientset()
+			gvr := coordinationv1.SchemeGroupVersion.WithResource("leases")
+			cs.PrependReactor("create", "leases", func(a k8stesting.Action) (bool, runtime.Object, error) {
+				l := a.(k8stesting.CreateAction).GetObject().(*coordinationv1.Lease).DeepCopy()
+				if apierrors.IsConflict(tc.answer) {
+					return true, nil, tc.answer // refused: nothing written
+				}
+				if tc.holderAfter != "a" {
+					l.Spec.HolderIdentity = &tc.holderAfter // another holder wrote after it
+				}
+				if err := cs.Tracker().Create(gvr, l, l.Namespace); err != nil {
+					return true, nil, err
+				}
+				return true, nil, tc.answer // written, but the answer is lost
+			})
+			m, _ := newTestManager(t, cs, "a")
+			g := newLeaseGate(m.newLock(), time.Now, time.Second)
+			now := metav1.NewTime(time.Now())
+			err := g.Create(context.Background(), resourcelock.LeaderElectionRecord{HolderIdentity: "a", LeaseDurationSeconds: 15, AcquireTime: now, RenewTime: now})
+			if err == nil {
+				t.Fatal("the create got its answer")
+			}
+			released, err := g.releaseUnconfirmed()
+			if err != nil || released != tc.wantReleased {
+				t.Fatalf("releaseUnconfirmed() = %v, %v; want %v", released, err, tc.wantReleased)
+			}
+			if tc.holderAfter == "" {
+				return
+			}
+			want := tc.holderAfter
+			if tc.wantReleased {
+				want = ""
+			}
+			if got := holder(t, cs); got != want {
+				t.Errorf("the Lease names %q, want %q", got, want)
+			}
+		})
+	}
+}
