@@ -375,6 +375,44 @@ func TestShardedController(t *testing.T) {
 	time.Sleep(time.Second) // the last writes' watch events
 	writes := tl.check(t, count, 2*time.Second)
 	t.Logf("%d hash writes watched, each by the holder of its object's shard", writes)
+
+	// The API server restarted under the replicas (an outage shorter than
+	// the renew deadline): no shard changes owner, none is acquired again,
+	// and the work goes on.
+	restart := os.Getenv("E2E_RESTART_APISERVER")
+	if restart == "" {
+		t.Fatal("E2E_RESTART_APISERVER is not set (hack/e2e.sh and hack/kind.sh set it)")
+	}
+	shardLeases := func() map[string]string {
+		l, err := client.CoordinationV1().Leases(e.ns).List(ctx, metav1.ListOptions{LabelSelector: "incluster.dev/shard-role=shard"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, x := range l.Items {
+			out[x.Name] = fmt.Sprintf("%s (transitions %d, acquired %s)", leaseHolder(&x), leaseTransitions(&x), leaseAcquired(&x).UTC().Format(time.RFC3339Nano))
+		}
+		return out
+	}
+	before := shardLeases()
+	stopped := time.Now()
+	if out, err := exec.Command("/bin/sh", "-c", restart).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", restart, err, out)
+	}
+	away := time.Since(stopped)
+	took = e.touchAll(t, names, "after-restart", 2*time.Minute)
+	after := shardLeases()
+	changed := 0
+	for name, b := range before {
+		if after[name] != b {
+			changed++
+			t.Errorf("%s: %s before the API server restart, %s after", name, b, after[name])
+		}
+	}
+	t.Logf("API server restarted (away at most %.1f s): %d of %d shard Leases changed; %d changes hashed in %.1f s after", away.Seconds(), changed, len(before), objects, took.Seconds())
+	if len(before) != count {
+		t.Errorf("%d shard Leases, want %d", len(before), count)
+	}
 	for _, p := range e.pods(ctx) {
 		if r := restarts(&p); r > 0 && p.Name != victim {
 			t.Errorf("pod %s restarted %d times", p.Name, r)
@@ -403,6 +441,58 @@ func apiserverGauge(ctx context.Context, name, labels string) (float64, error) {
 		return 0, fmt.Errorf("no series %s{%s} (is the ShardedListAndWatch feature gate on?)", name, labels)
 	}
 	return sum, nil
+}
+
+// TestShardedControllerClientFilter runs deploy/controller-sharded with
+// --shard-filter=client: each replica receives every ConfigMap and keeps
+// its shards' (the mode of an API server without ShardedListAndWatch). The
+// same outcome: every ConfigMap hashed by its shard's holder, each cached
+// once between the replicas, each replica saying it filters itself.
+func TestShardedControllerClientFilter(t *testing.T) {
+	const count, objects = 16, 100
+	var patch appsv1.Deployment
+	var role rbacv1.Role
+	if err := yamlUnmarshal(filepath.Join(shardedDeployDir, "deployment-patch.yaml"), &patch); err != nil {
+		t.Fatal(err)
+	}
+	if err := yamlFirstDoc(filepath.Join(shardedDeployDir, "role.yaml"), &role); err != nil {
+		t.Fatal(err)
+	}
+	e := deployController(t, "shardclient", func(e *controllerEnv) {
+		e.role.Rules = role.Rules
+		e.deployment.Spec.Replicas = patch.Spec.Replicas
+		c := &e.deployment.Spec.Template.Spec.Containers[0]
+		c.Args = append(patch.Spec.Template.Spec.Containers[0].Args, "--shard-filter=client")
+	})
+	ctx := t.Context()
+	tl := watchShards(t, ctx, e.ns, e.lease, count)
+	for i := range objects {
+		create(t, ctx, func() error {
+			_, err := client.CoreV1().ConfigMaps(e.ns).Create(ctx, &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("client-%03d", i), Labels: map[string]string{hashLabel: "true"}},
+				Data:       map[string]string{"v": "0"},
+			}, metav1.CreateOptions{})
+			return err
+		})
+	}
+	replicas := int(*e.deployment.Spec.Replicas)
+	e.waitReady(replicas, 2*time.Minute)
+	e.waitAllHashed(t, 2*time.Minute)
+	_, held := e.waitBalanced(t, replicas, count, 60*time.Second)
+	cached := 0
+	for pod, st := range e.shardStatuses(ctx) {
+		if len(st.Informers) != 1 || st.Informers[0].Filter != "client" {
+			t.Errorf("%s: sharded informers %+v; want the ConfigMaps', filtered by the replica", pod, st.Informers)
+			continue
+		}
+		cached += st.Informers[0].Cached
+	}
+	if cached != objects {
+		t.Errorf("the replicas cache %d ConfigMaps between them; want each of the %d once", cached, objects)
+	}
+	time.Sleep(time.Second) // the last writes' watch events
+	writes := tl.check(t, count, 2*time.Second)
+	t.Logf("%d replicas filtering on their side: shards %v; %d ConfigMaps cached once between them; %d hash writes, each by its shard's holder", replicas, held, cached, writes)
 }
 
 // yamlFirstDoc decodes the first YAML document of file into out.

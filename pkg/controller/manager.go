@@ -75,6 +75,7 @@ type options struct {
 	memoryLimitRatio  float64
 	metrics           Metrics
 	shards            int
+	clientShardFilter bool
 }
 
 // WithIdentity sets the Lease holder's name instead of Identity's.

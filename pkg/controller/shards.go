@@ -58,6 +58,12 @@ const (
 // on all Leases of the namespace (their names are not known in advance).
 func WithShards(count int) Option { return func(o *options) { o.shards = count } }
 
+// WithClientShardFilter makes each shard's informer filter by the hash on
+// this side even where the API server would apply a shardSelector: every
+// replica then receives every object (and keeps its shards'). For comparing
+// the two, or for a server whose sharded watch misbehaves.
+func WithClientShardFilter() Option { return func(o *options) { o.clientShardFilter = true } }
+
 // Shard is one of Count parts of a controller's objects: those whose
 // metadata.uid hashes (64-bit FNV-1a) into the Index-th of Count equal
 // ranges of the hash, as the API server's shardRange selects them.
@@ -636,13 +642,16 @@ func (s *sharder) prepare(ctx context.Context) {
 		if owned[e] || already {
 			continue
 		}
-		server := serverShards(ctx, e)
+		server := !s.m.o.clientShardFilter && serverShards(ctx, e)
 		e.mu.Lock()
 		e.sharded, e.server, e.subs = true, server, map[int]cache.SharedIndexInformer{}
 		e.mu.Unlock()
-		if server {
+		switch {
+		case server:
 			s.m.log.Info("sharded list and watch: the API server filters each shard's informer (shardSelector)", "resource", e.what)
-		} else {
+		case s.m.o.clientShardFilter:
+			s.m.log.Info("sharded list and watch: each shard's informer receives every object and keeps its shard's (WithClientShardFilter)", "resource", e.what)
+		default:
 			s.m.log.Info("sharded list and watch: not served (the ShardedListAndWatch feature gate is off, or an older server): each shard's informer receives every object and keeps its shard's", "resource", e.what)
 		}
 	}

@@ -466,6 +466,15 @@ func TestServerShardsDetected(t *testing.T) {
 		t.Errorf("log: %s", logs.String())
 	}
 
+	// WithClientShardFilter: filtered here although the server would.
+	m3, logs3 := newTestManager(t, cs, "c", WithShards(2), WithClientShardFilter())
+	cms3, _ := NewInformer(m3, cs.CoreV1().ConfigMaps)
+	m3.Loop("test", cms3, func(context.Context, Request) (Result, error) { return Result{}, nil })
+	m3.shards.prepare(context.Background())
+	if e := cms3.entry; !e.sharded || e.server || !strings.Contains(logs3.String(), "WithClientShardFilter") {
+		t.Errorf("WithClientShardFilter: sharded %v, server %v; log %s", e.sharded, e.server, logs3.String())
+	}
+
 	plain := fake.NewClientset()
 	m2, logs2 := newTestManager(t, plain, "b", WithShards(2))
 	cms2, _ := NewInformer(m2, plain.CoreV1().ConfigMaps)

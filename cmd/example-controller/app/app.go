@@ -72,6 +72,10 @@ Flags:
                              of its own, so every replica writes (default 0: one leader
                              does all the work); the Role then needs
                              deploy/controller-sharded's rules
+  --shard-filter=WHO         with --shards: who keeps each shard's objects apart: auto
+                             (the API server, where it applies shardSelector: the
+                             ShardedListAndWatch feature gate; else this replica) or
+                             client (always this replica: it receives every object)
   --bundles                  also reconcile Bundles (needs the CRD: deploy/bundles)
   --kubeconfig=PATH          outside a cluster: use this kubeconfig; --kubeconfig= (empty)
                              means $KUBECONFIG, then ~/.kube/config
@@ -208,6 +212,7 @@ type options struct {
 	metricsSecure   bool
 	metricsCertPath string
 	shards          int
+	shardFilter     string
 }
 
 // Run is the example controller. It returns the exit code once ctx is
@@ -265,6 +270,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		permissions(opts),
 		withMetrics(opts),
 		controller.WithShards(opts.shards),
+	}
+	if opts.shardFilter == "client" {
+		mopts = append(mopts, controller.WithClientShardFilter())
 	}
 	if opts.exitOnLost {
 		mopts = append(mopts, controller.WithExitOnLostLeadership())
@@ -333,6 +341,7 @@ func parseFlags(args []string, stdout, stderr io.Writer) (opts options, code int
 	fs.BoolVar(&opts.metricsSecure, "metrics-secure", true, "")
 	fs.StringVar(&opts.metricsCertPath, "metrics-cert-path", "", "")
 	fs.IntVar(&opts.shards, "shards", 0, "")
+	fs.StringVar(&opts.shardFilter, "shard-filter", "auto", "")
 	usage := func(format string, a ...any) (options, int, bool) {
 		fmt.Fprintf(stderr, "example-controller: "+format+"; see example-controller --help\n", a...)
 		return opts, ExitUsage, true
@@ -351,6 +360,8 @@ func parseFlags(args []string, stdout, stderr io.Writer) (opts options, code int
 		return usage("--workers=%d: want at least 1", opts.workers)
 	case opts.shards < 0 || opts.shards > controller.MaxShards || opts.shards&(opts.shards-1) != 0:
 		return usage("--shards=%d: want a power of two from 1 to %d, or 0 for none", opts.shards, controller.MaxShards)
+	case opts.shardFilter != "auto" && opts.shardFilter != "client":
+		return usage("--shard-filter=%q: want auto or client", opts.shardFilter)
 	case opts.logFormat != "text" && opts.logFormat != "json":
 		return usage("--log-format=%q: want text or json", opts.logFormat)
 	}
