@@ -247,6 +247,48 @@ func (e *controllerEnv) waitAllHashed(t *testing.T, timeout time.Duration) {
 	}
 }
 
+// deploySharded deploys deploy/controller-sharded (deploy/controller with
+// its Role and its Deployment patch) in a new namespace, with extraArgs
+// after the patch's arguments.
+func deploySharded(t *testing.T, name string, extraArgs ...string) *controllerEnv {
+	t.Helper()
+	var patch appsv1.Deployment
+	var role rbacv1.Role
+	if err := yamlUnmarshal(filepath.Join(shardedDeployDir, "deployment-patch.yaml"), &patch); err != nil {
+		t.Fatal(err)
+	}
+	if err := yamlFirstDoc(filepath.Join(shardedDeployDir, "role.yaml"), &role); err != nil {
+		t.Fatal(err)
+	}
+	return deployController(t, name, func(e *controllerEnv) {
+		e.role.Rules = role.Rules
+		e.deployment.Spec.Replicas = patch.Spec.Replicas
+		spec := &e.deployment.Spec.Template.Spec
+		spec.TopologySpreadConstraints = patch.Spec.Template.Spec.TopologySpreadConstraints
+		spec.Containers[0].Args = append(patch.Spec.Template.Spec.Containers[0].Args, extraArgs...)
+	})
+}
+
+// createLabelled creates n labelled ConfigMaps "prefix-NNN" and returns
+// their names.
+func (e *controllerEnv) createLabelled(t *testing.T, prefix string, n int) []string {
+	t.Helper()
+	ctx := t.Context()
+	var names []string
+	for i := range n {
+		name := fmt.Sprintf("%s-%03d", prefix, i)
+		names = append(names, name)
+		create(t, ctx, func() error {
+			_, err := client.CoreV1().ConfigMaps(e.ns).Create(ctx, &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{hashLabel: "true"}},
+				Data:       map[string]string{"v": "0"},
+			}, metav1.CreateOptions{})
+			return err
+		})
+	}
+	return names
+}
+
 // TestShardedController runs deploy/controller-sharded (the example
 // controller, 16 shards) with 300 labelled ConfigMaps: with 3 replicas every
 // shard is held once and every ConfigMap hashed; scaled to 5, then to 2, the
@@ -257,35 +299,10 @@ func (e *controllerEnv) waitAllHashed(t *testing.T, timeout time.Duration) {
 // shard.
 func TestShardedController(t *testing.T) {
 	const count, objects = 16, 300
-	var patch appsv1.Deployment
-	var role rbacv1.Role
-	if err := yamlUnmarshal(filepath.Join(shardedDeployDir, "deployment-patch.yaml"), &patch); err != nil {
-		t.Fatal(err)
-	}
-	if err := yamlFirstDoc(filepath.Join(shardedDeployDir, "role.yaml"), &role); err != nil {
-		t.Fatal(err)
-	}
-	e := deployController(t, "sharded", func(e *controllerEnv) {
-		e.role.Rules = role.Rules
-		e.deployment.Spec.Replicas = patch.Spec.Replicas
-		spec := &e.deployment.Spec.Template.Spec
-		spec.TopologySpreadConstraints = patch.Spec.Template.Spec.TopologySpreadConstraints
-		spec.Containers[0].Args = patch.Spec.Template.Spec.Containers[0].Args
-	})
+	e := deploySharded(t, "sharded")
 	ctx := t.Context()
 	tl := watchShards(t, ctx, e.ns, e.lease, count)
-	var names []string
-	for i := range objects {
-		name := fmt.Sprintf("sharded-%03d", i)
-		names = append(names, name)
-		create(t, ctx, func() error {
-			_, err := client.CoreV1().ConfigMaps(e.ns).Create(ctx, &corev1.ConfigMap{
-				ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{hashLabel: "true"}},
-				Data:       map[string]string{"v": "0"},
-			}, metav1.CreateOptions{})
-			return err
-		})
-	}
+	names := e.createLabelled(t, "sharded", objects)
 	replicas := int(*e.deployment.Spec.Replicas)
 	e.waitReady(replicas, 2*time.Minute)
 	e.waitAllHashed(t, 2*time.Minute)
@@ -450,31 +467,10 @@ func apiserverGauge(ctx context.Context, name, labels string) (float64, error) {
 // once between the replicas, each replica saying it filters itself.
 func TestShardedControllerClientFilter(t *testing.T) {
 	const count, objects = 16, 100
-	var patch appsv1.Deployment
-	var role rbacv1.Role
-	if err := yamlUnmarshal(filepath.Join(shardedDeployDir, "deployment-patch.yaml"), &patch); err != nil {
-		t.Fatal(err)
-	}
-	if err := yamlFirstDoc(filepath.Join(shardedDeployDir, "role.yaml"), &role); err != nil {
-		t.Fatal(err)
-	}
-	e := deployController(t, "shardclient", func(e *controllerEnv) {
-		e.role.Rules = role.Rules
-		e.deployment.Spec.Replicas = patch.Spec.Replicas
-		c := &e.deployment.Spec.Template.Spec.Containers[0]
-		c.Args = append(patch.Spec.Template.Spec.Containers[0].Args, "--shard-filter=client")
-	})
+	e := deploySharded(t, "shardclient", "--shard-filter=client")
 	ctx := t.Context()
 	tl := watchShards(t, ctx, e.ns, e.lease, count)
-	for i := range objects {
-		create(t, ctx, func() error {
-			_, err := client.CoreV1().ConfigMaps(e.ns).Create(ctx, &corev1.ConfigMap{
-				ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("client-%03d", i), Labels: map[string]string{hashLabel: "true"}},
-				Data:       map[string]string{"v": "0"},
-			}, metav1.CreateOptions{})
-			return err
-		})
-	}
+	e.createLabelled(t, "client", objects)
 	replicas := int(*e.deployment.Spec.Replicas)
 	e.waitReady(replicas, 2*time.Minute)
 	e.waitAllHashed(t, 2*time.Minute)

@@ -275,10 +275,7 @@ func (s *sharder) seen(l *coordinationv1.Lease, deleted bool) {
 	switch l.Labels[shardRoleLabel] {
 	case "shard":
 		if i, ok := s.shardOf(l.Name); ok && !deleted {
-			renew := ""
-			if l.Spec.RenewTime != nil {
-				renew = l.Spec.RenewTime.UTC().Format(time.RFC3339Nano)
-			}
+			renew := renewTimeOf(l)
 			s.mu.Lock()
 			if o := s.observed[i]; o.holder != holderOf(l) || o.renewTime != renew {
 				s.observed[i] = member{holder: holderOf(l), renewTime: renew, seenAt: time.Now()}
@@ -289,10 +286,7 @@ func (s *sharder) seen(l *coordinationv1.Lease, deleted bool) {
 	case "member":
 		s.mu.Lock()
 		old, had := s.members[l.Name]
-		renew := ""
-		if l.Spec.RenewTime != nil {
-			renew = l.Spec.RenewTime.UTC().Format(time.RFC3339Nano)
-		}
+		renew := renewTimeOf(l)
 		switch {
 		case deleted || holderOf(l) == "":
 			delete(s.members, l.Name)
@@ -304,6 +298,14 @@ func (s *sharder) seen(l *coordinationv1.Lease, deleted bool) {
 			s.signal()
 		}
 	}
+}
+
+// renewTimeOf is the Lease's renewTime as a comparable string ("" if none).
+func renewTimeOf(l *coordinationv1.Lease) string {
+	if l.Spec.RenewTime == nil {
+		return ""
+	}
+	return l.Spec.RenewTime.UTC().Format(time.RFC3339Nano)
 }
 
 func (s *sharder) signal() {
