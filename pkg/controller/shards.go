@@ -352,6 +352,7 @@ func (s *sharder) run(ctx context.Context, work Work) error {
 		defer close(renewed)
 		s.renewMember(ctx)
 	}()
+	s.settle(ctx)
 	runs := make([]*shardRun, s.count)
 	ended := make(chan struct{}, s.count)
 	tick := time.NewTicker(s.m.o.retryPeriod)
@@ -417,6 +418,33 @@ func (s *sharder) run(ctx context.Context, work Work) error {
 	}
 }
 
+// settle returns once the members seen have not changed for two retry
+// periods, or after the lease duration, or when ctx ends. Replicas that
+// start together (a Deployment's) see each other's member Leases a moment
+// apart; without it, the first to start would contend for every shard,
+// cache them all and give most back a moment later: the peak memory of a
+// single replica in each.
+func (s *sharder) settle(ctx context.Context) {
+	quiet := 2 * s.m.o.retryPeriod
+	bound := time.NewTimer(s.m.o.leaseDuration)
+	defer bound.Stop()
+	t := time.NewTimer(quiet)
+	defer t.Stop()
+	s.m.log.Info("waiting for the members to settle before taking shards", "quiet", quiet, "at most", s.m.o.leaseDuration)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-bound.C:
+			return
+		case <-t.C:
+			return
+		case <-s.changed:
+			t.Reset(quiet)
+		}
+	}
+}
+
 func (s *sharder) mine(owners []string) []int {
 	var out []int
 	for i, o := range owners {
@@ -442,11 +470,17 @@ func (s *sharder) start(ctx context.Context, i int, work Work, ended chan<- stru
 		once.Do(func() { at = time.Now().Add(s.m.o.shutdownTimeout) })
 		return at
 	}
-	// The shard's informers live as long as this run: until its Lease was
-	// given back. Its work starts once they have synced.
-	informers, stopInformers := context.WithCancel(context.WithoutCancel(ctx))
-	synced := s.startShard(informers, i)
+	// The shard's informers live as long as a term of its Lease: made
+	// once the Lease is ours (a replica contending for a shard held by
+	// another caches nothing of it), stopped and waited for after the work
+	// returned. The work starts once they have synced.
 	shardWork := func(ctx context.Context) error {
+		informers, stopInformers := context.WithCancel(context.WithoutCancel(ctx))
+		synced, wait := s.startShard(informers, i)
+		defer func() {
+			stopInformers()
+			wait()
+		}()
 		if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 			return nil // cancelled before the shard's caches synced
 		}
@@ -454,7 +488,6 @@ func (s *sharder) start(ctx context.Context, i int, work Work, ended chan<- stru
 	}
 	go func() {
 		defer func() {
-			stopInformers()
 			close(r.done)
 			select {
 			case ended <- struct{}{}:
@@ -681,9 +714,11 @@ func serverShards(ctx context.Context, e *informerEntry) bool {
 }
 
 // startShard makes and starts each sharded informer for shard i, until ctx
-// ends; it returns their HasSynced.
-func (s *sharder) startShard(ctx context.Context, i int) []cache.InformerSynced {
+// ends; it returns their HasSynced, and a func that waits until they
+// stopped once ctx ended.
+func (s *sharder) startShard(ctx context.Context, i int) ([]cache.InformerSynced, func()) {
 	var synced []cache.InformerSynced
+	var running sync.WaitGroup
 	sh := Shard{Index: i, Count: s.count}
 	s.m.mu.Lock()
 	entries := slices.Clone(s.m.informers)
@@ -703,7 +738,7 @@ func (s *sharder) startShard(ctx context.Context, i int) []cache.InformerSynced 
 		e.mu.Lock()
 		e.subs[i] = inf
 		e.mu.Unlock()
-		go inf.RunWithContext(ctx)
+		running.Go(func() { inf.RunWithContext(ctx) })
 		synced = append(synced, inf.HasSynced)
 		context.AfterFunc(ctx, func() {
 			e.mu.Lock()
@@ -713,7 +748,7 @@ func (s *sharder) startShard(ctx context.Context, i int) []cache.InformerSynced 
 			e.mu.Unlock()
 		})
 	}
-	return synced
+	return synced, running.Wait
 }
 
 // shardListWatch is lw for shard sh: with the server's shardSelector, or

@@ -128,6 +128,7 @@ type shardWatch struct {
 	mu      sync.Mutex
 	running map[int]string // shard -> identity
 	twice   atomic.Int32
+	most    map[string]int // identity -> most shards run at once there
 }
 
 func (w *shardWatch) work(id string) Work {
@@ -143,6 +144,16 @@ func (w *shardWatch) work(id string) Work {
 			w.t.Errorf("shard %d: %s starts its work while %s runs it", sh.Index, id, other)
 		}
 		w.running[sh.Index] = id
+		n := 0
+		for _, other := range w.running {
+			if other == id {
+				n++
+			}
+		}
+		if w.most == nil {
+			w.most = map[string]int{}
+		}
+		w.most[id] = max(w.most[id], n)
 		w.mu.Unlock()
 		<-ctx.Done()
 		time.Sleep(20 * time.Millisecond) // writes in flight
@@ -488,5 +499,89 @@ func TestServerShardsDetected(t *testing.T) {
 	}
 	if asked.Load() == 0 {
 		t.Error("the server was never asked with a shardSelector")
+	}
+}
+
+// Replicas that start together wait for each other before taking shards:
+// none ever runs (and caches) more than its share, as they would if the
+// first to start contended for every shard and gave most back a moment
+// later.
+func TestReplicasStartedTogetherTakeTheirShareOnly(t *testing.T) {
+	const count, n = 16, 4
+	cs := fake.NewClientset()
+	optimisticLeases(cs)
+	w := &shardWatch{t: t, running: map[int]string{}}
+	ids := []string{"a", "b", "c", "d"}
+	for _, id := range ids {
+		m, _ := newTestManager(t, cs, id, WithShards(count), WithLeaseDuration(3*time.Second), WithRenewDeadline(2*time.Second), WithRetryPeriod(250*time.Millisecond))
+		ctx, cancel := context.WithCancel(context.Background())
+		done := runAsync(ctx, m, w.work(id))
+		t.Cleanup(func() { cancel(); within(t, done, id+"'s Run to return") })
+	}
+	got, ok := w.waitShards(ids, count, count/n)
+	if !ok {
+		t.Fatalf("shards run as %v; want all %d, %d on each of %v", got, count, count/n, ids)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	t.Logf("most shards run at once per replica: %v", w.most)
+	for _, id := range ids {
+		if w.most[id] > count/n {
+			t.Errorf("%s ran %d shards at once; its share is %d of %d among %d replicas", id, w.most[id], count/n, count, n)
+		}
+	}
+}
+
+// A replica contending for a shard that another holds caches none of its
+// objects: the shard's informers start once its Lease is written as ours.
+func TestShardCachedOnlyOnceHeld(t *testing.T) {
+	const lease = 3 * time.Second
+	cs := fake.NewClientset()
+	optimisticLeases(cs)
+	for i := range 32 {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: fmt.Sprintf("cm-%d", i), UID: uuid.NewUUID()}}
+		if _, err := cs.CoreV1().ConfigMaps(testNS).Create(context.Background(), cm, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Both shards held by "other", renewed just now: a waits a lease
+	// duration for them.
+	now := metav1.NowMicro()
+	secs, other := int32(lease/time.Second), "other"
+	for _, name := range []string{"test-lease-shard-0", "test-lease-shard-1"} {
+		if _, err := cs.CoordinationV1().Leases(testNS).Create(context.Background(), &coordinationv1.Lease{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: testNS, Labels: map[string]string{shardGroupLabel: "test-lease", shardRoleLabel: "shard"}},
+			Spec:       coordinationv1.LeaseSpec{HolderIdentity: &other, LeaseDurationSeconds: &secs, AcquireTime: &now, RenewTime: &now},
+		}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, _ := newTestManager(t, cs, "a", WithShards(2), WithLeaseDuration(lease), WithRenewDeadline(2*time.Second), WithRetryPeriod(100*time.Millisecond))
+	cms, err := NewInformer(m, cs.CoreV1().ConfigMaps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loop := m.Loop("test", cms, func(context.Context, Request) (Result, error) { return Result{}, nil })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := runAsync(ctx, m, loop.Work)
+	defer func() { cancel(); within(t, done, "Run to return") }()
+	deadline := time.Now().Add(3 * lease)
+	for {
+		st := m.Shards()
+		cached := 0
+		for _, si := range st.Informers {
+			cached += si.Cached
+		}
+		if len(st.Held) == 0 && cached > 0 {
+			t.Fatalf("%d objects cached while no shard is held (assigned %v): a shard's cache must wait for its Lease", cached, st.Assigned)
+		}
+		if len(st.Held) == 2 && cached == 32 {
+			t.Logf("both shards held, %d objects cached", cached)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %+v", 3*lease, st)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
