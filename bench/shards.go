@@ -38,7 +38,8 @@ const shardCount = 16
 // in the local cluster) and with each replica filtering on its side
 // (--shard-filter=client: every replica receives every object); and the
 // seconds for the shards of a replica stopped with SIGTERM to be held
-// again by the other of 2. The replicas run as if in pods on this host
+// again by the other of 2 (the 2 replicas' peaks are read before that
+// stop, which gives the survivor every shard). The replicas run as if in pods on this host
 // (hack/as-pod.sh, under GNU time for the peak RSS), each with its own
 // probe port to read /shards. The start-up size is one replica's peak in an
 // empty namespace. Goal (issue 27): with the server filtering, each of R
@@ -214,7 +215,18 @@ func (s *shardNS) run(ctx context.Context, ex, filter string, replicas, want int
 		return nil, 0, err
 	}
 	time.Sleep(3 * time.Second)
+	// With scaleDown, the survivors' peaks are read before it: after it one
+	// holds every shard, which is the single replica's figure, not this one.
+	before := map[*shardReplica]int64{}
 	if scaleDown {
+		for _, r := range rs[:len(rs)-1] {
+			pid, ok := childPID(r.cmd.Process.Pid)
+			hwm, err := vmHWM(pid)
+			if !ok || err != nil {
+				return nil, 0, fmt.Errorf("the peak RSS of replica %s before the scale-down: %v", r.probe, err)
+			}
+			before[r] = hwm
+		}
 		last := rs[len(rs)-1]
 		t0 := time.Now()
 		stop(last)
@@ -232,6 +244,9 @@ func (s *shardNS) run(ctx context.Context, ex, filter string, replicas, want int
 			return nil, 0, fmt.Errorf("no peak RSS from GNU time; output:\n%s", lastLinesOf(r.out.String(), 20))
 		}
 		kib, _ := strconv.ParseInt(string(m[1]), 10, 64)
+		if hwm, ok := before[r]; ok {
+			kib = hwm >> 10
+		}
 		rss = append(rss, kib<<10)
 	}
 	fmt.Fprintf(os.Stderr, "bench: shards: --shard-filter=%s, %d replicas, %d ConfigMaps: peak RSS %v bytes; moved %s\n", filter, replicas, want, rss, moved)
@@ -309,6 +324,22 @@ func childPID(pid int) (int, bool) {
 	}
 	c, err := strconv.Atoi(f[0])
 	return c, err == nil
+}
+
+// vmHWM is the peak RSS so far of process pid (VmHWM in /proc/PID/status:
+// what GNU time's %M reports once it exited), in bytes.
+func vmHWM(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kib, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kib << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
 }
 
 func lastLinesOf(s string, n int) string {

@@ -58,6 +58,7 @@ type controllerEnv struct {
 	role       *rbacv1.Role
 	lease      string
 	selector   string
+	stopped    string // a node stopped by the test: its pods are not asked (shardStatuses)
 }
 
 // deployController creates deploy/controller's objects in a new namespace,

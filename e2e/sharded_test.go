@@ -148,7 +148,7 @@ func (tl *shardTimeline) check(t *testing.T, count int, slack time.Duration) (wr
 func (e *controllerEnv) shardStatuses(ctx context.Context) map[string]controller.ShardStatus {
 	out := map[string]controller.ShardStatus{}
 	for _, p := range e.pods(ctx) {
-		if !podReady(&p) || p.DeletionTimestamp != nil {
+		if !podReady(&p) || p.DeletionTimestamp != nil || (e.stopped != "" && p.Spec.NodeName == e.stopped) {
 			continue
 		}
 		code, body := e.probe(ctx, p.Name, "/shards")
@@ -489,6 +489,113 @@ func TestShardedControllerClientFilter(t *testing.T) {
 	time.Sleep(time.Second) // the last writes' watch events
 	writes := tl.check(t, count, 2*time.Second)
 	t.Logf("%d replicas filtering on their side: shards %v; %d ConfigMaps cached once between them; %d hash writes, each by its shard's holder", replicas, held, cached, writes)
+}
+
+// TestMultiNodeShardedNodeStop runs deploy/controller-sharded (3 replicas,
+// 16 shards, spread over the nodes by its topologySpreadConstraints) with 300
+// labelled ConfigMaps in a cluster of several nodes, and stops the worker
+// node whose replicas hold the most shards (E2E_STOP_NODE: hack/kind.sh
+// stop-node, a `docker stop` of the node's container, at once: a node that
+// fails, nothing given back). Its shards are held again by the replicas of
+// the other node within the lease duration + 2 retry periods (with the
+// retries' jitter) of the stop, as the Lease watch sees; every ConfigMap
+// changed while they moved is hashed after, each write by its shard's
+// holder. It runs where a node can be stopped (make e2e-multinode; the
+// single-node runs leave it out, hack/e2e.sh) and last there: the stopped
+// node stays down until the cluster is deleted.
+func TestMultiNodeShardedNodeStop(t *testing.T) {
+	stop := os.Getenv("E2E_STOP_NODE")
+	if stop == "" {
+		t.Fatal("E2E_STOP_NODE is not set: this case needs a cluster of several nodes, one of which it stops (make e2e-multinode; hack/kind.sh sets it)")
+	}
+	const count, objects = 16, 300
+	e := deploySharded(t, "nodestop")
+	ctx := t.Context()
+	tl := watchShards(t, ctx, e.ns, e.lease, count)
+	names := e.createLabelled(t, "nodestop", objects)
+	replicas := int(*e.deployment.Spec.Replicas)
+	pods := e.waitReady(replicas, 2*time.Minute)
+	e.waitAllHashed(t, 2*time.Minute)
+	_, held := e.waitBalanced(t, replicas, count, 60*time.Second)
+
+	// The replicas are spread over the nodes.
+	byNode := map[string][]string{}
+	for _, p := range pods {
+		byNode[p.Spec.NodeName] = append(byNode[p.Spec.NodeName], p.Name)
+	}
+	if len(byNode) < 2 {
+		t.Fatalf("the %d replicas run on %d node %v; deploy/controller-sharded's topologySpreadConstraints should spread them over the worker nodes", replicas, len(byNode), byNode)
+	}
+	victim, lost := "", []int(nil)
+	for node, ps := range byNode {
+		var shards []int
+		for _, p := range ps {
+			shards = append(shards, held[p]...)
+		}
+		if len(shards) > len(lost) {
+			victim, lost = node, shards
+		}
+	}
+	sort.Ints(lost)
+	survivors := replicas - len(byNode[victim])
+	t.Logf("replicas by node: %v; shards %v; stopping %s, whose replicas hold shards %v", byNode, held, victim, lost)
+
+	e.stopped = victim
+	out, err := exec.Command("/bin/sh", "-c", stop+" "+victim).CombinedOutput()
+	stopped := time.Now()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", stop, victim, err, out)
+	}
+	t.Logf("%s", strings.TrimSpace(string(out)))
+	// Every ConfigMap changes while its shard may be moving.
+	patch := []byte(`{"data":{"v":"node-stopped"}}`)
+	for _, n := range names {
+		if _, err := client.CoreV1().ConfigMaps(e.ns).Patch(ctx, n, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+			t.Fatalf("changing %s: %v", n, err)
+		}
+	}
+
+	// Each lost shard is held again by a replica of another node, as the
+	// Lease watch sees.
+	onVictim := map[string]bool{}
+	for _, p := range byNode[victim] {
+		onVictim[p] = true
+	}
+	podOf := func(identity string) string { return strings.SplitN(identity, "_", 2)[0] }
+	var moved time.Duration
+	var movedTo map[int]string
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 2*time.Minute, true, func(context.Context) (bool, error) {
+		tl.mu.Lock()
+		defer tl.mu.Unlock()
+		moved, movedTo = 0, map[int]string{}
+		for _, i := range lost {
+			hs := tl.holders[i]
+			last := hs[len(hs)-1]
+			if last.holder == "" || onVictim[podOf(last.holder)] || last.at.Before(stopped) {
+				return false, nil
+			}
+			moved, movedTo[i] = max(moved, last.at.Sub(stopped)), podOf(last.holder)
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatalf("the shards %v of the stopped node's replicas are not all held by others 2 minutes after the stop", lost)
+	}
+	l, err := client.CoordinationV1().Leases(e.ns).Get(ctx, fmt.Sprintf("%s-shard-%d", e.lease, lost[0]), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bound := leaseBound(e, l)
+	t.Logf("node %s stopped: its shards %v held again by %v, the last %.1f s after the stop (bound: lease duration + 2 retry periods with jitter, %s)", victim, lost, movedTo, moved.Seconds(), bound)
+	if moved > bound {
+		t.Errorf("the stopped node's shards were held again %.1f s after the stop; want within %s", moved.Seconds(), bound)
+	}
+	_, held = e.waitBalanced(t, survivors, count, 60*time.Second)
+	e.waitAllHashed(t, 2*time.Minute)
+	t.Logf("%d replicas left: shards %v; every ConfigMap changed during the move is hashed", survivors, held)
+	time.Sleep(time.Second) // the last writes' watch events
+	writes := tl.check(t, count, 2*time.Second)
+	t.Logf("%d hash writes watched, each by the holder of its object's shard", writes)
 }
 
 // yamlFirstDoc decodes the first YAML document of file into out.

@@ -26,6 +26,11 @@
 // this program is built with must be the one hack/kind.sh installs
 // (-kind-version), so that the loader and the kind binary agree.
 //
+// With -workers N -out OUT it adds N worker nodes, of the control plane's
+// image, to the config and writes the result to OUT (with -patch, after the
+// patch): the multi-node cluster of `make e2e-multinode`. The project's rule
+// is then one control plane followed by exactly N workers.
+//
 // With -patch FILE -out OUT it first adds FILE (hack/kind-offline.yaml: what
 // the project's machines need to run kind offline) to the config and writes
 // the result to OUT, then checks OUT as above. A patch may only set
@@ -68,7 +73,8 @@ func main() {
 	name := flag.String("name", "incluster", "cluster name, as given to kind create cluster --name (overrides the file's)")
 	kindVersion := flag.String("kind-version", "", "kind release hack/kind.sh installs; must be the one this program is built with")
 	patch := flag.String("patch", "", "add this partial config (hack/kind-offline.yaml) and write the result to -out")
-	out := flag.String("out", "", "with -patch: where to write the patched config")
+	out := flag.String("out", "", "with -patch or -workers: where to write the resulting config")
+	workers := flag.Int("workers", 0, "add this many worker nodes (the control plane's image) and write the result to -out")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "usage: kindcheck [flags] kind-config.yaml\n")
 		flag.PrintDefaults()
@@ -104,6 +110,18 @@ func main() {
 		}
 		path = *out
 	}
+	if *workers > 0 {
+		if *out == "" {
+			fail(errors.New("-workers needs -out"))
+		}
+		if raw, err = addWorkers(raw, *workers); err != nil {
+			fail(err)
+		}
+		if err := os.WriteFile(*out, raw, 0o644); err != nil {
+			fail(err)
+		}
+		path = *out
+	}
 	cfg, err := load(raw)
 	if err != nil {
 		fail(err)
@@ -114,14 +132,14 @@ func main() {
 	if errs := validate(cfg); len(errs) > 0 {
 		fail(errors.Join(errs...))
 	}
-	if errs := projectRules(cfg); len(errs) > 0 {
+	if errs := projectRules(cfg, *workers); len(errs) > 0 {
 		fail(errors.Join(errs...))
 	}
 	note := "not kind's default image"
 	if cfg.Nodes[0].Image == defaults.Image {
 		note = "kind's default image"
 	}
-	fmt.Printf("kindcheck: %s: OK (sigs.k8s.io/kind %s loader; cluster %q; %d node: %s, %s; pods %s, services %s)\n",
+	fmt.Printf("kindcheck: %s: OK (sigs.k8s.io/kind %s loader; cluster %q; %d node(s): %s, %s; pods %s, services %s)\n",
 		path, built, cfg.Name, len(cfg.Nodes), cfg.Nodes[0].Image, note,
 		cfg.Networking.PodSubnet, cfg.Networking.ServiceSubnet)
 }
@@ -275,11 +293,32 @@ func validateSubnets(s string, family v1alpha4.ClusterIPFamily) error {
 	return nil
 }
 
-// projectRules are what the e2e suite and the local cluster need.
-func projectRules(c *v1alpha4.Cluster) []error {
+// addWorkers adds n worker nodes of the (only) control plane's image to the
+// config raw and returns the result as YAML.
+func addWorkers(raw []byte, n int) ([]byte, error) {
+	c, err := decode(raw)
+	if err != nil {
+		return nil, err
+	}
+	if len(c.Nodes) != 1 {
+		return nil, fmt.Errorf("-workers: want a config of one node to add workers to (got %d nodes)", len(c.Nodes))
+	}
+	for range n {
+		c.Nodes = append(c.Nodes, v1alpha4.Node{Role: v1alpha4.WorkerRole, Image: c.Nodes[0].Image})
+	}
+	return yaml.Marshal(c)
+}
+
+// projectRules are what the e2e suite and the local cluster need: one
+// control plane, then workers worker nodes (0: the single-node cluster).
+func projectRules(c *v1alpha4.Cluster, workers int) []error {
 	var errs []error
-	if len(c.Nodes) != 1 || c.Nodes[0].Role != v1alpha4.ControlPlaneRole {
-		errs = append(errs, fmt.Errorf("want exactly one node, a %s (got %d nodes)", v1alpha4.ControlPlaneRole, len(c.Nodes)))
+	ok := len(c.Nodes) == 1+workers && c.Nodes[0].Role == v1alpha4.ControlPlaneRole
+	for _, n := range c.Nodes[min(1, len(c.Nodes)):] {
+		ok = ok && n.Role == v1alpha4.WorkerRole
+	}
+	if !ok {
+		errs = append(errs, fmt.Errorf("want one %s node followed by %d %s nodes (got %d nodes)", v1alpha4.ControlPlaneRole, workers, v1alpha4.WorkerRole, len(c.Nodes)))
 	}
 	for i, n := range c.Nodes {
 		if !nodeImage.MatchString(n.Image) {

@@ -29,7 +29,7 @@ func TestApplyPatchProjectFiles(t *testing.T) {
 		t.Fatalf("the patched config does not load: %v\n%s", err, out)
 	}
 	got.Name = "incluster" // as -name does
-	if errs := append(validate(got), projectRules(got)...); len(errs) > 0 {
+	if errs := append(validate(got), projectRules(got, 0)...); len(errs) > 0 {
 		t.Errorf("patched config: %v", errs)
 	}
 	if !got.Networking.DisableDefaultCNI {
@@ -65,5 +65,41 @@ func TestApplyPatchRefuses(t *testing.T) {
 				t.Errorf("err = %v, want one containing %q", err, c.want)
 			}
 		})
+	}
+}
+
+// The multi-node cluster: kind-config.yaml, the offline patch, two workers.
+func TestAddWorkers(t *testing.T) {
+	raw, err := os.ReadFile("../../../kind-config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	patched, err := applyPatch(raw, "../../kind-offline.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := addWorkers(patched, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := load(out)
+	if err != nil {
+		t.Fatalf("does not load: %v\n%s", err, out)
+	}
+	got.Name = "incluster-multinode"
+	if errs := append(validate(got), projectRules(got, 2)...); len(errs) > 0 {
+		t.Errorf("config with 2 workers: %v", errs)
+	}
+	if errs := projectRules(got, 0); len(errs) == 0 {
+		t.Error("a config of 3 nodes passes the single-node rule")
+	}
+	if len(got.Nodes) != 3 || got.Nodes[1].Image != got.Nodes[0].Image || got.Nodes[2].Role != "worker" {
+		t.Errorf("nodes: %+v", got.Nodes)
+	}
+	if !got.Networking.DisableDefaultCNI || got.FeatureGates["ShardedListAndWatch"] != true {
+		t.Error("the patch or kind-config.yaml's feature gates were lost")
+	}
+	if _, err := addWorkers(out, 1); err == nil {
+		t.Error("adding workers to a config of 3 nodes: no error")
 	}
 }
