@@ -17,7 +17,7 @@ GOTOOLCHAIN ?= $(file < hack/go-version)
 include hack/versions
 export DEMO_IMAGE GOTOOLCHAIN KIND_NODE_IMAGE
 
-.PHONY: help all build test lint image images cluster-up cluster-down cluster-status test-cluster e2e demo fuzz bench kind-check clean
+.PHONY: help all build test lint image images cluster-up cluster-down cluster-status test-cluster e2e e2e-multinode demo fuzz bench kind-check clean
 
 # `make` alone prints the targets; `make all` still builds.
 .DEFAULT_GOAL := help
@@ -84,6 +84,12 @@ demo:
 ## KIND_NODE_IMAGE=offline builds the node image here and needs no registry.
 e2e:
 	hack/e2e.sh $(CLUSTER)
+
+## e2e-multinode: the sharded controller's cases and those that stop a node,
+## in a kind cluster of a control plane and 2 workers (needs Docker; with
+## KIND_NODE_IMAGE=offline, none and no registry).
+e2e-multinode:
+	hack/e2e.sh multinode
 
 ## cluster-up / cluster-down / cluster-status: the local single-node cluster (root).
 cluster-up:

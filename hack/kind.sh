@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# kind.sh up|down|e2e|check|restart-apiserver|rotate-ca: the kind cluster of
-# `make e2e CLUSTER=kind` and `hack/demo.sh kind`, made from kind-config.yaml
-# (Kubernetes 1.37, one node).
+# kind.sh up|down|e2e|check|restart-apiserver|rotate-ca|kill-container|stop-node:
+# the kind cluster of `make e2e CLUSTER=kind` and `hack/demo.sh kind`, made
+# from kind-config.yaml (Kubernetes 1.37, one node), and the multi-node one
+# of `make e2e-multinode` (KIND_WORKERS=2: the same config plus two worker
+# nodes; hack/e2e.sh multinode).
 #
 #   up     create the cluster ${KIND_CLUSTER:-incluster} unless it exists, write
 #          its kubeconfig to _output/kind.kubeconfig (~/.kube/config is not
@@ -22,6 +24,16 @@
 #          rotate the API server's serving CA through the node, as
 #          hack/local-cluster.sh rotate-ca does (the e2e suite's
 #          TestClusterCARotation)
+#   kill-container ID
+#          SIGKILL a pod's container through the containerd of the node that
+#          runs it (the e2e suite's SIGKILL cases)
+#   stop-node NAME
+#          stop a worker node's container at once (docker stop --time 0: a
+#          node that fails; the e2e suite's TestMultiNodeShardedNodeStop)
+#
+# KIND_WORKERS=N (default 0) adds N worker nodes to kind-config.yaml's one
+# (kindcheck -workers writes the config to _output/); the pods then run on
+# the workers (kind keeps the control plane tainted when there are workers).
 #
 # up, down and e2e need Docker. kind is the one in PATH, else
 # _output/bin/kind, built from the Go module proxy (go install
@@ -53,6 +65,9 @@ set -euo pipefail
 # shellcheck source=hack/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # HACK_DIR, ROOT, hack/versions, log/warn/die; bash 4.4+
 KIND_CLUSTER=${KIND_CLUSTER:-incluster}
+KIND_WORKERS=${KIND_WORKERS:-0}
+export KIND_CLUSTER KIND_WORKERS # the e2e suite's hooks run this script again
+[[ ${KIND_WORKERS} =~ ^[0-9]$ ]] || die "KIND_WORKERS=${KIND_WORKERS}: want a number of worker nodes, 0 to 9"
 KIND_IMAGES=${KIND_IMAGES:-demo example-controller scrape}
 CONFIG=${ROOT}/kind-config.yaml
 KUBECONFIG_OUT=${ROOT}/_output/kind.kubeconfig
@@ -63,6 +78,7 @@ KIND_NODE_IMAGE=${KIND_NODE_IMAGE:-}
 OFFLINE_IMAGE=incluster.local/kind-node:${KUBERNETES_VERSION}
 OFFLINE_DIR=${INCLUSTER_CACHE}/kind-node-${KUBERNETES_VERSION} # hack/kind-node-image.sh
 OFFLINE_CONFIG=${ROOT}/_output/kind-offline-config.yaml
+WORKERS_CONFIG=${ROOT}/_output/kind-config-workers.yaml # KIND_WORKERS > 0
 export DEMO_IMAGE=${DEMO_IMAGE:-incluster-demo:dev}
 if [[ ${KIND_NODE_IMAGE} == offline ]]; then
 	KUBECTL_IMAGE=incluster.local/kubectl:${KUBERNETES_VERSION}
@@ -112,18 +128,55 @@ offline_image() {
 	if [[ -n ${old} ]]; then docker rmi "${old}" >/dev/null 2>&1 || true; fi
 }
 
-# offline_addons does what kindnetd and kubeadm's CoreDNS addon do: a bridge
-# CNI config for the node's podCIDR (one node: no routes to others), then
-# CoreDNS at the address kubelet gives pods as their nameserver.
+# nodes: the names of the cluster's nodes (their containers' names).
+nodes() {
+	"${KIND}" get nodes --name "${KIND_CLUSTER}" 2>/dev/null | LC_ALL=C sort
+}
+
+# offline_addons does what kindnetd and kubeadm's CoreDNS addon do: on each
+# node a bridge CNI config for its podCIDR and a route to every other node's
+# podCIDR through that node's address (kindnetd's routes), then CoreDNS at
+# the address kubelet gives pods as their nameserver.
 offline_addons() {
-	local node=${KIND_CLUSTER}-control-plane cidr='' dns i
-	# kube-controller-manager assigns it shortly after the node registers.
-	for ((i = 0; i < 120; i++)); do
-		cidr=$(kc get node "${node}" -o jsonpath='{.spec.podCIDR}' 2>/dev/null || true)
-		[[ -n ${cidr} ]] && break
-		sleep 0.5
+	local node other cidr dns i
+	local -A cidrs=() ips=()
+	for node in $(nodes); do
+		# kube-controller-manager assigns it shortly after the node registers.
+		cidr=''
+		for ((i = 0; i < 120; i++)); do
+			cidr=$(kc get node "${node}" -o jsonpath='{.spec.podCIDR}' 2>/dev/null || true)
+			[[ -n ${cidr} ]] && break
+			sleep 0.5
+		done
+		[[ -n ${cidr} ]] || die "node ${node} has no podCIDR 60 s after kind created it (kubectl describe node ${node})"
+		cidrs[${node}]=${cidr}
+		ips[${node}]=$(kc get node "${node}" -o jsonpath='{.status.addresses[?(@.type=="InternalIP")].address}')
+		[[ ${ips[${node}]} =~ ^[0-9.]+$ ]] || die "node ${node} has no InternalIP (got '${ips[${node}]}')"
+		bridge_cni "${node}" "${cidr}"
 	done
-	[[ -n ${cidr} ]] || die "node ${node} has no podCIDR 60 s after kind created it (kubectl describe node ${node})"
+	for node in "${!cidrs[@]}"; do
+		for other in "${!cidrs[@]}"; do
+			[[ ${other} == "${node}" ]] && continue
+			docker exec "${node}" ip route replace "${cidrs[${other}]}" via "${ips[${other}]}" ||
+				die "could not add the route to ${other}'s pods (${cidrs[${other}]} via ${ips[${other}]}) in ${node}"
+		done
+	done
+	kc wait --for=condition=Ready nodes --all --timeout=120s >/dev/null ||
+		die "the nodes are not all Ready 120 s after their CNI configs were written (kubectl describe nodes)"
+	dns=$(kc -n kube-system get configmap kubelet-config -o jsonpath='{.data.kubelet}' | sed -n '/^clusterDNS:/{n;s/^- *//p}')
+	[[ ${dns} =~ ^[0-9.]+$ ]] || die "no clusterDNS address in kube-system/kubelet-config (got '${dns}')"
+	sed "s/clusterIP: 10\.96\.0\.10\$/clusterIP: ${dns}/" "${HACK_DIR}/manifests/coredns.yaml" | kc apply -f - >/dev/null ||
+		die "kubectl apply of hack/manifests/coredns.yaml failed"
+	kc -n kube-system rollout status deployment/coredns --timeout=120s >/dev/null ||
+		die "CoreDNS is not available 120 s after it was applied (kubectl -n kube-system describe pods -l k8s-app=kube-dns)"
+	local summary=''
+	for node in $(nodes); do summary+=" ${node} ${cidrs[${node}]} (${ips[${node}]})"; done
+	echo "kind.sh: bridge CNI and routes:${summary}; CoreDNS at ${dns}"
+}
+
+# bridge_cni NODE CIDR: the node's CNI config, a bridge for its pods.
+bridge_cni() {
+	local node=$1 cidr=$2
 	docker exec -i "${node}" sh -c 'cat >/etc/cni/net.d/10-incluster-bridge.conflist' <<CNI
 {
   "cniVersion": "1.0.0",
@@ -141,15 +194,6 @@ offline_addons() {
   ]
 }
 CNI
-	kc wait --for=condition=Ready "node/${node}" --timeout=120s >/dev/null ||
-		die "node ${node} is not Ready 120 s after its CNI config was written"
-	dns=$(kc -n kube-system get configmap kubelet-config -o jsonpath='{.data.kubelet}' | sed -n '/^clusterDNS:/{n;s/^- *//p}')
-	[[ ${dns} =~ ^[0-9.]+$ ]] || die "no clusterDNS address in kube-system/kubelet-config (got '${dns}')"
-	sed "s/clusterIP: 10\.96\.0\.10\$/clusterIP: ${dns}/" "${HACK_DIR}/manifests/coredns.yaml" | kc apply -f - >/dev/null ||
-		die "kubectl apply of hack/manifests/coredns.yaml failed"
-	kc -n kube-system rollout status deployment/coredns --timeout=120s >/dev/null ||
-		die "CoreDNS is not available 120 s after it was applied (kubectl -n kube-system describe pods -l k8s-app=kube-dns)"
-	echo "kind.sh: bridge CNI for ${cidr}, CoreDNS at ${dns}"
 }
 
 kind_version_of() { # kind_version_of BINARY: prints e.g. v0.33.0
@@ -190,10 +234,16 @@ check() { # check [FILE]: kind's loader and the project's rules, no Docker
 	command -v go >/dev/null || die "go not found in PATH nor in /usr/local/go/bin"
 	build_tool kindcheck
 	"${TOOLS}/kindcheck" -name "${KIND_CLUSTER}" -kind-version "${KIND_VERSION}" "${file}"
-	# And with the offline patches, as KIND_NODE_IMAGE=offline uses it.
 	mkdir -p "$(dirname "${OFFLINE_CONFIG}")"
+	local workers=()
+	if ((KIND_WORKERS > 0)); then
+		workers=(-workers "${KIND_WORKERS}")
+		"${TOOLS}/kindcheck" -name "${KIND_CLUSTER}" -kind-version "${KIND_VERSION}" \
+			"${workers[@]}" -out "${WORKERS_CONFIG}" "${file}"
+	fi
+	# And with the offline patches, as KIND_NODE_IMAGE=offline uses it.
 	"${TOOLS}/kindcheck" -name "${KIND_CLUSTER}" -kind-version "${KIND_VERSION}" \
-		-patch "${HACK_DIR}/kind-offline.yaml" -out "${OFFLINE_CONFIG}" "${file}"
+		-patch "${HACK_DIR}/kind-offline.yaml" "${workers[@]}" -out "${OFFLINE_CONFIG}" "${file}"
 }
 
 # node_platform: linux/ARCH of the kind node: its container's machine when
@@ -230,7 +280,9 @@ up() {
 	done
 
 	mkdir -p "$(dirname "${KUBECONFIG_OUT}")"
-	local create=(--config "${CONFIG}" --wait 3m)
+	local config=${CONFIG}
+	if ((KIND_WORKERS > 0)); then config=${WORKERS_CONFIG}; fi # written by check
+	local create=(--config "${config}" --wait 3m)
 	case ${KIND_NODE_IMAGE} in
 	"") ;;
 	offline)
@@ -474,22 +526,45 @@ e2e() {
 		trap 'exit 143' TERM
 	fi
 	up
+	# A node can be stopped (TestMultiNodeShardedNodeStop) where there are
+	# workers; without it hack/e2e.sh leaves out the cases that need it.
+	local stop_node=''
+	if ((KIND_WORKERS > 0)); then stop_node="${HACK_DIR}/kind.sh stop-node"; fi
 	KUBECONFIG=${KUBECONFIG_OUT} KUBECTL_IMAGE=${KUBECTL_IMAGE} \
 		E2E_RESTART_APISERVER="${HACK_DIR}/kind.sh restart-apiserver" \
 		E2E_KILL_CONTAINER="${HACK_DIR}/kind.sh kill-container" \
 		E2E_ROTATE_CA="${HACK_DIR}/kind.sh rotate-ca" \
+		E2E_STOP_NODE="${stop_node}" \
 		E2E_RESULTS=${E2E_RESULTS:-${ROOT}/_output/e2e-kind.results} "${HACK_DIR}/e2e.sh" suite
 }
 
 # kill_container ID: SIGKILL a pod's container (its containerID, with or
-# without "containerd://") through the node's containerd: a crash, for the
-# e2e suite.
+# without "containerd://") through the containerd of the node that runs it:
+# a crash, for the e2e suite.
 kill_container() {
-	local id=${1#containerd://}
+	local id=${1#containerd://} node
 	[[ ${id} =~ ^[0-9a-f]{64}$ ]] || die "kill-container: '${1:-}' is not a containerd container ID (a pod's status.containerStatuses[].containerID)"
-	docker exec "${KIND_CLUSTER}-control-plane" ctr -n k8s.io task kill --signal SIGKILL "${id}" ||
-		die "kill-container: ctr task kill ${id} in the node failed"
-	echo "kind.sh: sent SIGKILL to container ${id}"
+	find_kind
+	for node in $(nodes); do
+		if docker exec "${node}" ctr -n k8s.io task ls -q 2>/dev/null | grep -qxF "${id}"; then
+			docker exec "${node}" ctr -n k8s.io task kill --signal SIGKILL "${id}" ||
+				die "kill-container: ctr task kill ${id} in ${node} failed"
+			echo "kind.sh: sent SIGKILL to container ${id} in ${node}"
+			return 0
+		fi
+	done
+	die "kill-container: no node of cluster ${KIND_CLUSTER} runs container ${id} (docker exec NODE ctr -n k8s.io task ls)"
+}
+
+# stop_node NAME: stop a worker node's container at once (SIGKILL: nothing
+# in it shuts down gracefully), as a node that fails.
+stop_node() {
+	local node=${1:-}
+	find_kind
+	nodes | grep -qxF "${node}" || die "stop-node: '${node}' is not a node of cluster ${KIND_CLUSTER} ($(nodes | tr '\n' ' '))"
+	[[ ${node} != "${KIND_CLUSTER}-control-plane" ]] || die "stop-node: ${node} is the control plane; stop a worker"
+	docker stop --time 0 "${node}" >/dev/null || die "stop-node: docker stop ${node} failed"
+	echo "kind.sh: node ${node} stopped (docker stop --time 0); it stays down until the cluster is deleted (or docker start ${node})"
 }
 
 what=${1:-}
@@ -499,5 +574,6 @@ check) check "${2:-}" ;;
 restart-apiserver) restart_apiserver ;;
 rotate-ca) rotate_ca "${2:-}" ;;
 kill-container) kill_container "${2:-}" ;;
-*) die "usage: kind.sh up|down|e2e|check [FILE]|restart-apiserver|kill-container ID|rotate-ca start|finish (got '${what}')" ;;
+stop-node) stop_node "${2:-}" ;;
+*) die "usage: kind.sh up|down|e2e|check [FILE]|restart-apiserver|kill-container ID|stop-node NAME|rotate-ca start|finish (got '${what}')" ;;
 esac
