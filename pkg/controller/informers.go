@@ -452,7 +452,7 @@ func (e *informerEntry) shardInformers() ([]cache.SharedIndexInformer, bool) {
 // resource to the preflight. semantics is the client lw calls: a fake
 // client says it cannot stream lists (client-go's WatchList).
 func (m *Manager) addInformer(io informerOptions, ns string, example runtime.Object, lw *cache.ListWatch, semantics any) (*informerEntry, error) {
-	what := io.gvr.String()
+	what := io.gvr.GroupResource().String() // configmaps, bundles.example.incluster.dev
 	if _, err := labels.Parse(io.labels); err != nil {
 		return nil, fmt.Errorf("informer for %s: label selector %q: %w", what, io.labels, err)
 	}

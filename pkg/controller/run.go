@@ -123,7 +123,11 @@ func (m *Manager) serveProbes(ctx context.Context) (stop func(), err error) {
 //     renewed the lease within the renew deadline (the work is then being
 //     stopped; if it does not stop, the kubelet restarts the container);
 //   - /readyz: 200 once the RBAC preflight passed and the caches synced,
-//     on the leader and on standbys alike; 503 before, with the reason;
+//     on the leader and on standbys alike; 503 before, with the reason.
+//     Sharded, a line per sharded informer follows "ok": who filters it by
+//     shard (the API server, or this replica). A shard's own caches sync
+//     when it is taken, before its work starts; they do not change
+//     readiness (a replica is ready to take shards);
 //   - /leader: 200 on the replica that runs the work under a renewed lease,
 //     503 elsewhere; sharded (WithShards), 200 while it holds a shard.
 //     Not a probe for the kubelet: for people and tests;
@@ -150,6 +154,10 @@ func (m *Manager) Handler() http.Handler {
 			http.Error(w, "not ready: RBAC preflight or cache sync not done", http.StatusServiceUnavailable)
 		default:
 			fmt.Fprintln(w, "ok")
+			// Sharded: who filters each sharded informer by shard.
+			for _, si := range m.Shards().Informers {
+				fmt.Fprintf(w, "sharded %s: %s\n", si.Resource, filteredBy[si.Filter])
+			}
 		}
 	})
 	mux.HandleFunc("GET /shards", func(w http.ResponseWriter, _ *http.Request) {
@@ -176,6 +184,12 @@ func (m *Manager) Handler() http.Handler {
 		http.Error(w, "not the leader; the leader is "+leader, http.StatusServiceUnavailable)
 	})
 	return mux
+}
+
+// filteredBy words ShardedInformer.Filter for /readyz.
+var filteredBy = map[string]string{
+	"server": "filtered by the API server (shardSelector)",
+	"client": "filtered by this replica (the API server does not apply shardSelector, or WithClientShardFilter)",
 }
 
 // IsLeader says whether this replica runs the work under a lease renewed

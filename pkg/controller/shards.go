@@ -597,8 +597,8 @@ type ShardStatus struct {
 
 // ShardedInformer is one informer made per shard, in ShardStatus.
 type ShardedInformer struct {
-	Resource string `json:"resource"`
-	Filter   string `json:"filter"` // server or client
+	Resource string `json:"resource"` // resource.group, as kubectl names it
+	Filter   string `json:"filter"`   // server or client
 	Cached   int    `json:"cached"`
 }
 

@@ -476,6 +476,10 @@ func TestServerShardsDetected(t *testing.T) {
 	if !strings.Contains(logs.String(), "the API server filters each shard") {
 		t.Errorf("log: %s", logs.String())
 	}
+	m.synced.Store(true)
+	if code, body := probe(m, "/readyz"); code != 200 || !strings.Contains(body, "sharded configmaps: filtered by the API server") {
+		t.Errorf("/readyz: %d %q; want 200 and the filter's line", code, body)
+	}
 
 	// WithClientShardFilter: filtered here although the server would.
 	m3, logs3 := newTestManager(t, cs, "c", WithShards(2), WithClientShardFilter())
@@ -496,6 +500,10 @@ func TestServerShardsDetected(t *testing.T) {
 	}
 	if !strings.Contains(logs2.String(), "not served") {
 		t.Errorf("log: %s", logs2.String())
+	}
+	m2.synced.Store(true)
+	if code, body := probe(m2, "/readyz"); code != 200 || !strings.Contains(body, "sharded configmaps: filtered by this replica") {
+		t.Errorf("/readyz without shardInfo: %d %q; want 200 and the filter's line", code, body)
 	}
 	if asked.Load() == 0 {
 		t.Error("the server was never asked with a shardSelector")
