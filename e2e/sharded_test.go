@@ -381,9 +381,14 @@ func TestShardedController(t *testing.T) {
 	// renewal; then its shards are assigned to the live ones, whose new
 	// electors count the shards' Leases from when the watch saw them renewed
 	// (not from their own first look: that would be twice the lease
-	// duration). So the lease duration, + the retries' jitter, + 3 s for the
-	// restart and the probes' polling.
-	bound := leaseBound(e, &coordinationv1.Lease{}) + 3*time.Second
+	// duration). So the lease duration, + the retries' jitter, + two retry
+	// periods for the restarted replica to settle its view of the members
+	// before it takes shards, + 3 s for the restart and the probes' polling.
+	retry, err := time.ParseDuration(flagValue(e, "--retry-period", "2s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bound := leaseBound(e, &coordinationv1.Lease{}) + 2*retry + 3*time.Second
 	t.Logf("SIGKILL of %s: every shard held again, balanced, %.1f s after the kill (bound %s): %v; %d changes hashed in %.1f s", victim, d.Seconds(), bound, held, objects, took.Seconds())
 	if d > bound {
 		t.Errorf("the killed replica's shards were held again %.1f s after the kill; want within %s", d.Seconds(), bound)
