@@ -111,9 +111,11 @@ func permissions(opts options) controller.Option {
 	return controller.WithPermissions(authorizationv1.ResourceAttributes{Verb: "patch", Resource: "configmaps"})
 }
 
-// informer is the hash loop's informer: the labelled ConfigMaps.
+// informer is the hash loop's informer: the labelled ConfigMaps, cached
+// with the hash of their data in place of the data (KeepDataHash).
 func informer(m *controller.Manager, core corev1client.ConfigMapsGetter) (*controller.Informer[*corev1.ConfigMap], error) {
-	return controller.NewInformer(m, core.ConfigMaps, controller.WithLabelSelector(Selector))
+	return controller.NewInformer(m, core.ConfigMaps, controller.WithLabelSelector(Selector),
+		controller.WithInformerTransform(KeepDataHash))
 }
 
 // work registers the informers and loops with m, on c's connection, and

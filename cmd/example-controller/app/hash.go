@@ -73,6 +73,44 @@ func writeSection[V any](h hash.Hash, m map[string]V, bytes func(V) []byte) {
 	}
 }
 
+// cachedHashKey is the annotation under which KeepDataHash keeps, in the
+// informer's cache only, the hash of the data it dropped. It is never
+// written to the API server, and no object from it can carry it: an
+// annotation key cannot contain a space.
+const cachedHashKey = "incluster.dev/data-hash (cache only)"
+
+// KeepDataHash is the hash loop's informer transform: what the work needs
+// of a ConfigMap is the hash of its data, not the data, so the cache keeps
+// the hash (under cachedHashKey) and drops data and binaryData, and
+// managedFields (controller.DropManagedFields). With 1-KiB ConfigMaps that
+// is most of each cached object. Idempotent, as a transform must be:
+// an object already transformed passes unchanged.
+func KeepDataHash(obj any) (any, error) {
+	obj, err := controller.DropManagedFields(obj)
+	cm, ok := obj.(*corev1.ConfigMap)
+	if err != nil || !ok {
+		return obj, err // a tombstone, or not a ConfigMap
+	}
+	if _, done := cm.Annotations[cachedHashKey]; done {
+		return cm, nil
+	}
+	if cm.Annotations == nil {
+		cm.Annotations = map[string]string{}
+	}
+	cm.Annotations[cachedHashKey] = ConfigHash(cm)
+	cm.Data, cm.BinaryData = nil, nil
+	return cm, nil
+}
+
+// dataHash is the hash of cm's data: the one KeepDataHash kept, else
+// computed (an object cached whole).
+func dataHash(cm *corev1.ConfigMap) string {
+	if sum, ok := cm.Annotations[cachedHashKey]; ok {
+		return sum
+	}
+	return ConfigHash(cm)
+}
+
 // configMapCache reads ConfigMaps from an informer's cache.
 type configMapCache interface {
 	Get(namespace, name string) (*corev1.ConfigMap, error)
@@ -110,7 +148,7 @@ func (h *hasher) sync(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	sum := ConfigHash(cm)
+	sum := dataHash(cm)
 	if cm.Annotations[HashAnnotation] == sum {
 		return nil
 	}

@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
@@ -318,5 +319,37 @@ func TestWriteBudget(t *testing.T) {
 	t.Logf("write cut off %s after the cancellation, Run returned after %s (budget %s)", after.Round(time.Millisecond), returned.Round(time.Millisecond), budget)
 	if after < budget-50*time.Millisecond || returned > budget+time.Second {
 		t.Errorf("write cut off %s and Run returned %s after the cancellation; want both at the budget (%s)", after, returned, budget)
+	}
+}
+
+// KeepDataHash keeps the hash of the data in place of the data, once: a
+// second application changes nothing, and the hash loop writes the hash of
+// the data the cache no longer holds.
+func TestKeepDataHash(t *testing.T) {
+	cm := labelled("c", "", map[string]string{"k": "v"}, nil)
+	cm.BinaryData = map[string][]byte{"b": {1, 2}}
+	cm.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}
+	want := ConfigHash(cm)
+	obj, err := KeepDataHash(cm.DeepCopy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := obj.(*corev1.ConfigMap)
+	if got.Data != nil || got.BinaryData != nil || got.ManagedFields != nil {
+		t.Errorf("data %v, binaryData %v, managedFields %v kept", got.Data, got.BinaryData, got.ManagedFields)
+	}
+	if dataHash(got) != want || got.Labels[SelectLabel] != "true" {
+		t.Errorf("dataHash = %q, want %q; labels %v", dataHash(got), want, got.Labels)
+	}
+	again, _ := KeepDataHash(got.DeepCopy())
+	if dataHash(again.(*corev1.ConfigMap)) != want {
+		t.Errorf("applied twice: dataHash = %q, want %q (not idempotent)", dataHash(again.(*corev1.ConfigMap)), want)
+	}
+	tomb := cache.DeletedFinalStateUnknown{Key: "app/c", Obj: cm}
+	if out, err := KeepDataHash(tomb); err != nil || out != any(tomb) {
+		t.Errorf("a tombstone: %v, %v; want it unchanged", out, err)
+	}
+	if len(validation.IsQualifiedName(cachedHashKey)) == 0 {
+		t.Errorf("%q is a valid annotation key: an object from the API server could carry it", cachedHashKey)
 	}
 }
