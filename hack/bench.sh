@@ -15,7 +15,10 @@
 # goes to stdout and to bench/results.md. Timings are reported, not
 # asserted: a missed target shows MISS. BENCH_ARGS adds flags (e.g. "-runs 5
 # -load 100 -cache 1000" for a quick smoke run; "-only memlimit" for the
-# memory limits alone, with 10,000 and 50,000 ConfigMaps; "-only shards" for
+# memory limits alone, with 10,000 and 50,000 ConfigMaps; "-only peakrss"
+# for the three controllers' peak RSS without a limit, as processes, with
+# 10,000 and 50,000 (or add "-peakrss 10000,50000" to "-only memlimit" for
+# both in one run); "-only shards" for
 # the sharded controller's peak RSS per replica with 1, 2 and 4 replicas and
 # 50,000 ConfigMaps, the API server filtering and not, "-shards N" to add it
 # to a run).
