@@ -492,8 +492,17 @@ func (e *controllerEnv) waitHash(name string, since time.Time, timeout time.Dura
 // restarted under it, the handoff when the leader's pod is deleted (5 times),
 // SIGTERM, and a SIGKILLed leader. Each step logs its figures.
 func TestController(t *testing.T) {
-	e := deployController(t, "controller", nil)
 	ctx := t.Context()
+	// The API server's count of watch-list requests (an informer's initial
+	// list streamed as watch events: client-go's WatchListClient) of
+	// ConfigMaps that sent their whole list; the test's own client never
+	// makes one.
+	const streamed = "apiserver_watch_list_duration_seconds_count"
+	lists0, err := apiserverGauge(ctx, streamed, `resource="configmaps"`)
+	if err != nil {
+		lists0 = 0 // no series yet: none so far
+	}
+	e := deployController(t, "controller", nil)
 	grace := time.Duration(*e.deployment.Spec.Template.Spec.TerminationGracePeriodSeconds) * time.Second
 	start := time.Now()
 	e.waitReady(2, 2*time.Minute)
@@ -501,6 +510,14 @@ func TestController(t *testing.T) {
 
 	t.Run("one_leader", func(t *testing.T) {
 		e := e.in(t) // its helpers fail this subtest, not the parent
+		// Both replicas synced (Ready): each streamed its ConfigMaps'
+		// initial list, no LIST (issue 26: streaming confirmed in both
+		// clusters).
+		lists, err := apiserverGauge(ctx, streamed, `resource="configmaps"`)
+		t.Logf("%s{resource=configmaps}: %v before the Deployment, %v with both replicas synced", streamed, lists0, lists)
+		if err != nil || lists-lists0 < 2 {
+			t.Errorf("the API server counts %v watch-list requests of configmaps since the Deployment (%v); want one per replica at least: the informers did not stream their initial list (WatchListClient off, or the server's WatchList gate)", lists-lists0, err)
+		}
 		leader := e.leaderPod(t)
 		for _, p := range e.pods(ctx) {
 			for _, path := range []string{"/healthz", "/readyz"} {
