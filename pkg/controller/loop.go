@@ -189,6 +189,14 @@ func (l *Loop) Work(ctx context.Context) error {
 	<-ctx.Done()
 	q.ShutDown()
 	wg.Wait()
+	// What the term left queued goes with its queue (the next term queues
+	// every object again from its informer's initial events); taken out,
+	// so that the queue's depth metric does not keep saying it waits.
+	for q.Len() > 0 {
+		req, _ := q.Get()
+		q.Forget(req)
+		q.Done(req)
+	}
 	return nil
 }
 

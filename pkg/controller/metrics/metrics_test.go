@@ -5,6 +5,7 @@ package metrics
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -148,6 +149,45 @@ func TestManagerMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitValue(t, reg, "leader_election_master_status", lease, 0)
+}
+
+// A term that ends with objects queued leaves workqueue_depth at 0, not at
+// what was queued: the queue goes with the term.
+func TestQueueDepthAfterTerm(t *testing.T) {
+	cs := fake.NewClientset()
+	for i := range 20 {
+		if _, err := cs.CoreV1().ConfigMaps("app").Create(t.Context(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: fmt.Sprintf("cm-%02d", i)}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mx := New(WithAddress("0"))
+	m, err := controller.NewForClientset(cs, "app", "lease", controller.WithMetrics(mx),
+		controller.WithAccessCheck(controller.AllowAll), controller.WithProbeAddress("0"),
+		controller.WithIdentity("me"), controller.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cms, err := controller.NewInformer(m, cs.CoreV1().ConfigMaps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One worker, whose first reconcile lasts until the term ends: the
+	// others stay queued.
+	loop := m.Loop("cms", cms, func(ctx context.Context, _ controller.Request) (controller.Result, error) {
+		<-ctx.Done()
+		return controller.Result{}, nil
+	}, controller.Workers(1))
+	reg := mx.Registry()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- m.Run(ctx, loop.Work) }()
+	q := map[string]string{"name": "cms", "controller": "cms"}
+	waitValue(t, reg, "workqueue_depth", q, 19)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	waitValue(t, reg, "workqueue_depth", q, 0)
 }
 
 // TestLeaderObserved counts changes of holder, not the first one seen.
