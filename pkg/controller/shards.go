@@ -182,8 +182,9 @@ func assign(members []string, count int) []string {
 // member is a membership Lease, or a shard's Lease, as last seen changed.
 type member struct {
 	holder    string
-	renewTime string    // as last seen, to tell a renewal
-	seenAt    time.Time // when it was last seen renewed, by this replica's clock
+	renewTime string        // as last seen, to tell a renewal
+	seenAt    time.Time     // when it was last seen renewed, by this replica's clock
+	duration  time.Duration // its leaseDurationSeconds
 }
 
 // sharder runs the shards this replica should own: it renews its member
@@ -226,6 +227,16 @@ func newSharder(m *Manager, count int) *sharder {
 	return s
 }
 
+// expiresIn is how long until shard i's Lease, held by another, expires as
+// this replica's watch saw it renewed last; 0 if free, ours, or expired.
+func (s *sharder) expiresIn(i int) time.Duration {
+	o := s.observedShard(i)
+	if o.holder == "" || o.holder == s.m.identity || o.seenAt.IsZero() {
+		return 0
+	}
+	return max(time.Until(o.seenAt.Add(o.duration)), 0)
+}
+
 // observedShard returns shard i's Lease as this replica last saw it change.
 func (s *sharder) observedShard(i int) member {
 	s.mu.Lock()
@@ -251,23 +262,40 @@ type observedLock struct {
 
 func (l *observedLock) Get(ctx context.Context) (*resourcelock.LeaderElectionRecord, []byte, error) {
 	r, raw, err := l.Interface.Get(ctx)
-	if err != nil || r == nil || r.HolderIdentity == "" || r.HolderIdentity == l.identity {
+	rem, ok := l.remaining(r, err)
+	if !ok {
 		return r, raw, err
 	}
-	o := l.observed()
-	if o.seenAt.IsZero() || o.holder != r.HolderIdentity || o.renewTime != r.RenewTime.UTC().Format(time.RFC3339Nano) {
-		return r, raw, err // changed since the watch saw it: client-go's own count
-	}
-	left := int(math.Ceil((time.Duration(r.LeaseDurationSeconds)*time.Second - time.Since(o.seenAt)).Seconds()))
+	left := int(math.Ceil(rem.Seconds()))
 	if left >= r.LeaseDurationSeconds {
 		return r, raw, err
 	}
 	c := *r
-	c.LeaseDurationSeconds = max(left, 0)
+	c.LeaseDurationSeconds = left
+	if left <= 0 {
+		// Expired. client-go counts a Lease valid while the time it saw
+		// this record plus its duration is after a "now" it read before
+		// this Get: with 0 the first try would still find it valid.
+		c.LeaseDurationSeconds = -1
+	}
 	if b, jerr := json.Marshal(c); jerr == nil {
 		return &c, b, nil
 	}
 	return r, raw, err
+}
+
+// remaining is how long the Lease r read has left, counted from when the
+// group watch saw that version; false when that does not apply (an error,
+// no holder, ours, or changed since the watch saw it: client-go's own count).
+func (l *observedLock) remaining(r *resourcelock.LeaderElectionRecord, err error) (time.Duration, bool) {
+	if err != nil || r == nil || r.HolderIdentity == "" || r.HolderIdentity == l.identity {
+		return 0, false
+	}
+	o := l.observed()
+	if o.seenAt.IsZero() || o.holder != r.HolderIdentity || o.renewTime != r.RenewTime.UTC().Format(time.RFC3339Nano) {
+		return 0, false
+	}
+	return time.Duration(r.LeaseDurationSeconds)*time.Second - time.Since(o.seenAt), true
 }
 
 // seen takes note of a Lease of the group, as watched.
@@ -278,7 +306,11 @@ func (s *sharder) seen(l *coordinationv1.Lease, deleted bool) {
 			renew := renewTimeOf(l)
 			s.mu.Lock()
 			if o := s.observed[i]; o.holder != holderOf(l) || o.renewTime != renew {
-				s.observed[i] = member{holder: holderOf(l), renewTime: renew, seenAt: time.Now()}
+				var d time.Duration
+				if l.Spec.LeaseDurationSeconds != nil {
+					d = time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
+				}
+				s.observed[i] = member{holder: holderOf(l), renewTime: renew, seenAt: time.Now(), duration: d}
 			}
 			s.mu.Unlock()
 			s.electors[i].seen(l)
@@ -494,6 +526,19 @@ func (s *sharder) start(ctx context.Context, i int, work Work, ended chan<- stru
 			default: // one pending is enough: run looks at every shard
 			}
 		}()
+		// A Lease another holder stopped renewing, due to expire within a
+		// retry period: the first try waits for its expiry (or its
+		// release), instead of failing now and trying again up to 2.2
+		// retry periods later (client-go's jittered retry).
+		if d := s.expiresIn(i); d > 0 && d <= s.m.o.retryPeriod {
+			t := time.NewTimer(d + time.Millisecond)
+			select {
+			case <-rctx.Done():
+			case <-t.C:
+			case <-e.released: // the first try sees the release
+			}
+			t.Stop()
+		}
 		for rctx.Err() == nil {
 			again, err := e.contend(rctx, shardWork)
 			if err != nil {
