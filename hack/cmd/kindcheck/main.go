@@ -98,25 +98,20 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
+	if (*patch != "" || *workers > 0) && *out == "" {
+		fail(errors.New("-patch and -workers need -out"))
+	}
 	if *patch != "" {
-		if *out == "" {
-			fail(errors.New("-patch needs -out"))
-		}
 		if raw, err = applyPatch(raw, *patch); err != nil {
 			fail(err)
 		}
-		if err := os.WriteFile(*out, raw, 0o644); err != nil {
-			fail(err)
-		}
-		path = *out
 	}
 	if *workers > 0 {
-		if *out == "" {
-			fail(errors.New("-workers needs -out"))
-		}
 		if raw, err = addWorkers(raw, *workers); err != nil {
 			fail(err)
 		}
+	}
+	if *out != "" {
 		if err := os.WriteFile(*out, raw, 0o644); err != nil {
 			fail(err)
 		}

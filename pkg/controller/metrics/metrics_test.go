@@ -76,15 +76,10 @@ func waitValue(t *testing.T, reg prometheus.Gatherer, name string, labels map[st
 	t.Fatalf("%s%v = %v (present: %v), want %v", name, labels, got, ok, want)
 }
 
-// TestManagerMetrics runs a Manager on fakes with a loop whose reconciles
-// succeed, fail, panic and requeue, and reads the series a scraper would.
-func TestManagerMetrics(t *testing.T) {
-	cs := fake.NewClientset()
-	for _, name := range []string{"ok", "fails", "panics", "requeues"} {
-		if _, err := cs.CoreV1().ConfigMaps("app").Create(t.Context(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: name}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+// newMetricsManager is a Manager on cs with metrics (not served), as the
+// leader "me" of Lease app/lease, and its ConfigMap informer.
+func newMetricsManager(t *testing.T, cs *fake.Clientset) (*controller.Manager, *Metrics, *controller.Informer[*corev1.ConfigMap]) {
+	t.Helper()
 	mx := New(WithAddress("0"))
 	m, err := controller.NewForClientset(cs, "app", "lease", controller.WithMetrics(mx),
 		controller.WithAccessCheck(controller.AllowAll), controller.WithProbeAddress("0"),
@@ -96,6 +91,19 @@ func TestManagerMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return m, mx, cms
+}
+
+// TestManagerMetrics runs a Manager on fakes with a loop whose reconciles
+// succeed, fail, panic and requeue, and reads the series a scraper would.
+func TestManagerMetrics(t *testing.T) {
+	cs := fake.NewClientset()
+	for _, name := range []string{"ok", "fails", "panics", "requeues"} {
+		if _, err := cs.CoreV1().ConfigMaps("app").Create(t.Context(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: name}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, mx, cms := newMetricsManager(t, cs)
 	var failed, panicked atomic.Bool
 	loop := m.Loop("cms", cms, func(_ context.Context, req controller.Request) (controller.Result, error) {
 		switch req.Name {
@@ -160,17 +168,7 @@ func TestQueueDepthAfterTerm(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mx := New(WithAddress("0"))
-	m, err := controller.NewForClientset(cs, "app", "lease", controller.WithMetrics(mx),
-		controller.WithAccessCheck(controller.AllowAll), controller.WithProbeAddress("0"),
-		controller.WithIdentity("me"), controller.WithLogger(slog.New(slog.DiscardHandler)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cms, err := controller.NewInformer(m, cs.CoreV1().ConfigMaps)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, mx, cms := newMetricsManager(t, cs)
 	// One worker, whose first reconcile lasts until the term ends: the
 	// others stay queued.
 	loop := m.Loop("cms", cms, func(ctx context.Context, _ controller.Request) (controller.Result, error) {
