@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
@@ -137,21 +136,7 @@ func (p peakProg) run(ctx context.Context, cs kubernetes.Interface, pod *fakePod
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	stop := func() {
-		// GNU time would die of the SIGTERM and print nothing: the
-		// controller, its child, gets it; time reports once it exited.
-		if pid, ok := childPID(cmd.Process.Pid); ok {
-			_ = syscall.Kill(pid, syscall.SIGTERM)
-		} else {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-		}
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	}
+	stop := func() { stopProcess(cmd, exited) }
 	_, want, err := changeSentinel(ctx, cs, ns)
 	if err != nil {
 		stop()

@@ -176,21 +176,7 @@ type shardReplica struct {
 func (s *shardNS) run(ctx context.Context, ex, filter string, replicas, want int, scaleDown bool) (rss []int64, moved time.Duration, err error) {
 	lease := fmt.Sprintf("bench-%s-%d-%s", filter, replicas, rand.String(4))
 	var rs []*shardReplica
-	stop := func(r *shardReplica) {
-		// GNU time would die of the SIGTERM and print nothing: the
-		// controller, its child, gets it; time reports once it exited.
-		if pid, ok := childPID(r.cmd.Process.Pid); ok {
-			_ = syscall.Kill(pid, syscall.SIGTERM)
-		} else {
-			_ = r.cmd.Process.Signal(syscall.SIGTERM)
-		}
-		select {
-		case <-r.exited:
-		case <-time.After(30 * time.Second):
-			_ = r.cmd.Process.Kill()
-			<-r.exited
-		}
-	}
+	stop := func(r *shardReplica) { stopProcess(r.cmd, r.exited) }
 	defer func() {
 		for _, r := range rs {
 			if r.cmd.ProcessState == nil {
@@ -313,6 +299,24 @@ func shardStatus(ctx context.Context, probe string) (controller.ShardStatus, err
 }
 
 // childPID returns the first child of process pid (/proc's children list).
+// stopProcess stops cmd with SIGTERM and waits until exited delivers its
+// end, killing it after 30 s. Under GNU time, the controller (time's child)
+// gets the SIGTERM: time would die of it and print nothing, and reports
+// once its child exited.
+func stopProcess(cmd *exec.Cmd, exited <-chan error) {
+	if pid, ok := childPID(cmd.Process.Pid); ok {
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+	} else {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+	}
+	select {
+	case <-exited:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+}
+
 func childPID(pid int) (int, bool) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
 	if err != nil {

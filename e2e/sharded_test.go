@@ -269,6 +269,34 @@ func deploySharded(t *testing.T, name string, extraArgs ...string) *controllerEn
 	})
 }
 
+// shardedStart is deploy/controller-sharded started by startSharded.
+type shardedStart struct {
+	e        *controllerEnv
+	tl       *shardTimeline // its shard Leases' holders and hash writes, watched from before the start
+	names    []string       // the labelled ConfigMaps
+	replicas int
+	pods     []corev1.Pod     // the Ready replicas
+	balanced time.Duration    // from all hashed to the shards balanced
+	held     map[string][]int // pod -> shards held, once balanced
+}
+
+// startSharded deploys deploy/controller-sharded (deploySharded, with
+// extraArgs) and objects labelled ConfigMaps "name-NNN", watches its shards
+// and writes, and waits until its replicas are Ready, every ConfigMap is
+// hashed and the count shards are balanced.
+func startSharded(t *testing.T, name string, count, objects int, extraArgs ...string) shardedStart {
+	t.Helper()
+	st := shardedStart{e: deploySharded(t, name, extraArgs...)}
+	e := st.e
+	st.tl = watchShards(t, t.Context(), e.ns, e.lease, count)
+	st.names = e.createLabelled(t, name, objects)
+	st.replicas = int(*e.deployment.Spec.Replicas)
+	st.pods = e.waitReady(st.replicas, 2*time.Minute)
+	e.waitAllHashed(t, 2*time.Minute)
+	st.balanced, st.held = e.waitBalanced(t, st.replicas, count, 60*time.Second)
+	return st
+}
+
 // createLabelled creates n labelled ConfigMaps "prefix-NNN" and returns
 // their names.
 func (e *controllerEnv) createLabelled(t *testing.T, prefix string, n int) []string {
@@ -299,14 +327,9 @@ func (e *controllerEnv) createLabelled(t *testing.T, prefix string, n int) []str
 // shard.
 func TestShardedController(t *testing.T) {
 	const count, objects = 16, 300
-	e := deploySharded(t, "sharded")
+	st := startSharded(t, "sharded", count, objects)
+	e, tl, names, replicas, d, held := st.e, st.tl, st.names, st.replicas, st.balanced, st.held
 	ctx := t.Context()
-	tl := watchShards(t, ctx, e.ns, e.lease, count)
-	names := e.createLabelled(t, "sharded", objects)
-	replicas := int(*e.deployment.Spec.Replicas)
-	e.waitReady(replicas, 2*time.Minute)
-	e.waitAllHashed(t, 2*time.Minute)
-	d, held := e.waitBalanced(t, replicas, count, 60*time.Second)
 	t.Logf("%d replicas: all %d ConfigMaps hashed; shards balanced %.1f s later: %v", replicas, objects, d.Seconds(), held)
 
 	// Each replica caches its shards' ConfigMaps only, asked of the API
@@ -472,14 +495,9 @@ func apiserverGauge(ctx context.Context, name, labels string) (float64, error) {
 // once between the replicas, each replica saying it filters itself.
 func TestShardedControllerClientFilter(t *testing.T) {
 	const count, objects = 16, 100
-	e := deploySharded(t, "shardclient", "--shard-filter=client")
+	st := startSharded(t, "shardclient", count, objects, "--shard-filter=client")
+	e, tl, replicas, held := st.e, st.tl, st.replicas, st.held
 	ctx := t.Context()
-	tl := watchShards(t, ctx, e.ns, e.lease, count)
-	e.createLabelled(t, "client", objects)
-	replicas := int(*e.deployment.Spec.Replicas)
-	e.waitReady(replicas, 2*time.Minute)
-	e.waitAllHashed(t, 2*time.Minute)
-	_, held := e.waitBalanced(t, replicas, count, 60*time.Second)
 	cached := 0
 	for pod, st := range e.shardStatuses(ctx) {
 		if len(st.Informers) != 1 || st.Informers[0].Filter != "client" {
@@ -514,14 +532,9 @@ func TestMultiNodeShardedNodeStop(t *testing.T) {
 		t.Fatal("E2E_STOP_NODE is not set: this case needs a cluster of several nodes, one of which it stops (make e2e-multinode; hack/kind.sh sets it)")
 	}
 	const count, objects = 16, 300
-	e := deploySharded(t, "nodestop")
+	st := startSharded(t, "nodestop", count, objects)
+	e, tl, names, replicas, pods, held := st.e, st.tl, st.names, st.replicas, st.pods, st.held
 	ctx := t.Context()
-	tl := watchShards(t, ctx, e.ns, e.lease, count)
-	names := e.createLabelled(t, "nodestop", objects)
-	replicas := int(*e.deployment.Spec.Replicas)
-	pods := e.waitReady(replicas, 2*time.Minute)
-	e.waitAllHashed(t, 2*time.Minute)
-	_, held := e.waitBalanced(t, replicas, count, 60*time.Second)
 
 	// The replicas are spread over the nodes.
 	byNode := map[string][]string{}
