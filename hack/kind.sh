@@ -545,8 +545,12 @@ kill_container() {
 	local id=${1#containerd://} node
 	[[ ${id} =~ ^[0-9a-f]{64}$ ]] || die "kill-container: '${1:-}' is not a containerd container ID (a pod's status.containerStatuses[].containerID)"
 	find_kind
+	local tasks
 	for node in $(nodes); do
-		if docker exec "${node}" ctr -n k8s.io task ls -q 2>/dev/null | grep -qxF "${id}"; then
+		# Read first, then match: grep -q on the pipe would exit at the
+		# match, ctr die of SIGPIPE, and pipefail fail the test.
+		tasks=$(docker exec "${node}" ctr -n k8s.io task ls -q 2>/dev/null) || continue
+		if grep -qxF "${id}" <<<"${tasks}"; then
 			docker exec "${node}" ctr -n k8s.io task kill --signal SIGKILL "${id}" ||
 				die "kill-container: ctr task kill ${id} in ${node} failed"
 			echo "kind.sh: sent SIGKILL to container ${id} in ${node}"
@@ -561,7 +565,7 @@ kill_container() {
 stop_node() {
 	local node=${1:-}
 	find_kind
-	nodes | grep -qxF "${node}" || die "stop-node: '${node}' is not a node of cluster ${KIND_CLUSTER} ($(nodes | tr '\n' ' '))"
+	grep -qxF "${node}" <<<"$(nodes)" || die "stop-node: '${node}' is not a node of cluster ${KIND_CLUSTER} ($(nodes | tr '\n' ' '))"
 	[[ ${node} != "${KIND_CLUSTER}-control-plane" ]] || die "stop-node: ${node} is the control plane; stop a worker"
 	docker stop --time 0 "${node}" >/dev/null || die "stop-node: docker stop ${node} failed"
 	echo "kind.sh: node ${node} stopped (docker stop --time 0); it stays down until the cluster is deleted (or docker start ${node})"
