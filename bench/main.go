@@ -64,6 +64,7 @@ var (
 	cacheNs    = flag.String("cache", "1000,10000", "numbers of ConfigMaps for the cache-sync comparison (\"\" skips it)")
 	cacheRuns  = flag.Int("cache-runs", 5, "runs per program and number of ConfigMaps")
 	memNs      = flag.String("memlimit", "", "numbers of ConfigMaps for the smallest memory limit of each controller as a pod, e.g. \"10000,50000\" (\"\" skips it; slow: about 30 pod trials, some 15 minutes, per number)")
+	atLimitMiB = flag.Int("atlimit", 0, "with -only memlimit: no bisection; only the example's check at this limit in MiB (2 replicas, every ConfigMap to hash, a handoff), for each -memlimit number")
 	peakNs     = flag.String("peakrss", "", "numbers of ConfigMaps for the three controllers' peak RSS without a limit, as processes (\"\" skips it; -only peakrss defaults to 10000,50000)")
 	shardsN    = flag.Int("shards", 0, "number of ConfigMaps for the sharded controller's peak RSS per replica with 1, 2 and 4 replicas (0 skips it; -only shards defaults to 50000)")
 	only       = flag.String("only", "", "run only this part: \"controller\" (binaries, cache sync, start to work, handoff, and the memory limit if -memlimit is set), \"startwork\" (start to work), \"memlimit\" (the memory limit; -memlimit defaults to 10000,50000) or \"shards\" (the sharded controller; -shards defaults to 50000)")
