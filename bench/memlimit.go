@@ -229,14 +229,15 @@ func (s memStack) atLimit(ctx context.Context, cs kubernetes.Interface, ns strin
 	}
 
 	// 1. Every ConfigMap hashed.
+	hashed := 0
 	for {
 		if why, err := s.failed(ctx, cs, ns); err != nil || why != "" {
 			if err != nil {
 				return check, err
 			}
-			return fail("%s while hashing, %.1f s after the start", why, time.Since(start).Seconds())
+			return fail("%s while hashing, %.1f s after the start (%d of %d hashed before)", why, time.Since(start).Seconds(), hashed, n)
 		}
-		hashed, err := countHashed(ctx, cs, ns)
+		hashed, err = countHashed(ctx, cs, ns)
 		if err != nil {
 			return check, err
 		}

@@ -79,12 +79,22 @@ func writeSection[V any](h hash.Hash, m map[string]V, bytes func(V) []byte) {
 // annotation key cannot contain a space.
 const cachedHashKey = "incluster.dev/data-hash (cache only)"
 
-// KeepDataHash is the hash loop's informer transform: what the work needs
-// of a ConfigMap is the hash of its data, not the data, so the cache keeps
-// the hash (under cachedHashKey) and drops data and binaryData, and
-// managedFields (controller.DropManagedFields). With 1-KiB ConfigMaps that
-// is most of each cached object. Idempotent, as a transform must be:
+// KeepDataHash is the hash loop's informer transform: it keeps of a
+// ConfigMap what the work reads, and nothing else. The work needs the hash
+// of the data, not the data, and of the metadata only the name, namespace,
+// uid, resourceVersion and the hash annotation written. So the cache keeps
+// the hash (under cachedHashKey) in place of data and binaryData, and of
+// the annotations only HashAnnotation (its value shares the hash's string
+// when equal); labels, the other annotations (the writer's) and
+// managedFields are dropped. With 1-KiB ConfigMaps that is most of each
+// cached object, and a cached object is as big before its hash is written
+// as after: writing N hashes grows nothing (issue 26, point 4). The keys
+// are constants, not N decoded copies. Idempotent, as a transform must be:
 // an object already transformed passes unchanged.
+//
+// A transform runs on the informer's copy: nothing else may rely on the
+// dropped fields of a cached object (here nothing lists by label: the API
+// server selects with Selector).
 func KeepDataHash(obj any) (any, error) {
 	obj, err := controller.DropManagedFields(obj)
 	cm, ok := obj.(*corev1.ConfigMap)
@@ -94,11 +104,17 @@ func KeepDataHash(obj any) (any, error) {
 	if _, done := cm.Annotations[cachedHashKey]; done {
 		return cm, nil
 	}
-	if cm.Annotations == nil {
-		cm.Annotations = map[string]string{}
+	sum := ConfigHash(cm)
+	written, ok := cm.Annotations[HashAnnotation]
+	switch {
+	case !ok:
+		cm.Annotations = map[string]string{cachedHashKey: sum}
+	case written == sum:
+		cm.Annotations = map[string]string{cachedHashKey: sum, HashAnnotation: sum}
+	default:
+		cm.Annotations = map[string]string{cachedHashKey: sum, HashAnnotation: written}
 	}
-	cm.Annotations[cachedHashKey] = ConfigHash(cm)
-	cm.Data, cm.BinaryData = nil, nil
+	cm.Labels, cm.Data, cm.BinaryData = nil, nil, nil
 	return cm, nil
 }
 

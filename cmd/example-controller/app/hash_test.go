@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -338,8 +339,26 @@ func TestKeepDataHash(t *testing.T) {
 	if got.Data != nil || got.BinaryData != nil || got.ManagedFields != nil {
 		t.Errorf("data %v, binaryData %v, managedFields %v kept", got.Data, got.BinaryData, got.ManagedFields)
 	}
-	if dataHash(got) != want || got.Labels[SelectLabel] != "true" {
-		t.Errorf("dataHash = %q, want %q; labels %v", dataHash(got), want, got.Labels)
+	if dataHash(got) != want || got.Labels != nil {
+		t.Errorf("dataHash = %q, want %q; labels %v (want none)", dataHash(got), want, got.Labels)
+	}
+	// Of the annotations only the written hash stays, its string shared with
+	// the kept hash when equal: a hashed object costs no more than before.
+	for _, written := range []string{"", want, "stale"} {
+		in := cm.DeepCopy()
+		in.Annotations = map[string]string{WriterAnnotation: "someone", "other": "x"}
+		if written != "" {
+			in.Annotations[HashAnnotation] = written
+		}
+		out, _ := KeepDataHash(in)
+		a := out.(*corev1.ConfigMap).Annotations
+		wantLen := map[bool]int{true: 1, false: 2}[written == ""]
+		if len(a) != wantLen || a[HashAnnotation] != written && written != "" {
+			t.Errorf("written %q: annotations %v; want the kept hash and only the written one", written, a)
+		}
+		if written == want && unsafe.StringData(a[HashAnnotation]) != unsafe.StringData(a[cachedHashKey]) {
+			t.Errorf("the written hash equals the data's but is a copy of its own")
+		}
 	}
 	again, _ := KeepDataHash(got.DeepCopy())
 	if dataHash(again.(*corev1.ConfigMap)) != want {
