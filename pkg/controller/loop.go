@@ -47,6 +47,16 @@ const (
 	DefaultMaxBackoff = 1000 * time.Second
 )
 
+// firstPassAhead bounds how many objects of a term's first pass (every
+// object the informers hold when the term begins) wait in the queue at
+// once: the pass feeds the queue as the workers take from it. Queued all at
+// once, as the informer's initial events would, N objects cost the queue
+// and its metrics about 250 bytes each for the rest of the process (a
+// queue's maps do not shrink), and more while N writes are under way: 2.5
+// MiB at 10,000, at a memory limit where that is the difference between
+// working and an OOMKill (issue 26, point 4).
+const firstPassAhead = 100
+
 // Loop is a reconcile loop: Manager.Loop makes one, Run runs its Work on
 // the leader (Loops runs several).
 type Loop struct {
@@ -119,7 +129,9 @@ func Loops(loops ...*Loop) Work {
 }
 
 // Work is the loop as a Work for Manager.Run: for the term of ctx it adds
-// its event handlers (removed when the term ends), and runs the workers.
+// its event handlers (removed when the term ends), queues every object its
+// informers hold (the first pass, at most firstPassAhead waiting at once:
+// fed as the workers take), and runs the workers.
 // Once ctx is cancelled no reconcile starts; the running ones keep a
 // context that lives WorkBudget longer, then is cancelled, and Work returns
 // when they have.
@@ -145,21 +157,32 @@ func (l *Loop) Work(ctx context.Context) error {
 			q.Add(name)
 		}
 	}
-	if err := l.m.AddEventHandler(ctx, primary, cache.ResourceEventHandlerFuncs{
-		AddFunc:    enqueue,
+	// The handlers queue what changes during the term; the informers'
+	// initial events (their caches replayed as adds) are left to the
+	// first pass below, which queues the same objects a few at a time.
+	added := func(enqueue func(any)) func(any, bool) {
+		return func(obj any, initial bool) {
+			if !initial {
+				enqueue(obj)
+			}
+		}
+	}
+	if err := l.m.AddEventHandler(ctx, primary, cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc:    added(enqueue),
 		UpdateFunc: func(_, obj any) { enqueue(obj) },
 		DeleteFunc: enqueue,
 	}); err != nil {
 		return fmt.Errorf("loop %s: %w", l.name, err)
 	}
+	pass := []firstPass{{primary.GetStore(), enqueue}}
 	for _, o := range l.owned {
 		enqueueOwner := func(obj any) {
 			if name, uid, ok := ownerOf(obj, o.owner); ok && (!sharded || shard.Contains(uid)) {
 				q.Add(name)
 			}
 		}
-		if err := l.m.AddEventHandler(ctx, o.informer, cache.ResourceEventHandlerFuncs{
-			AddFunc: enqueueOwner,
+		if err := l.m.AddEventHandler(ctx, o.informer, cache.ResourceEventHandlerDetailedFuncs{
+			AddFunc: added(enqueueOwner),
 			UpdateFunc: func(old, obj any) {
 				enqueueOwner(old) // the owner may have changed
 				enqueueOwner(obj)
@@ -168,7 +191,26 @@ func (l *Loop) Work(ctx context.Context) error {
 		}); err != nil {
 			return fmt.Errorf("loop %s: %w", l.name, err)
 		}
+		pass = append(pass, firstPass{o.informer.GetStore(), enqueueOwner})
 	}
+	// The first pass lists the caches after the handlers were added: an
+	// object there then is listed, or gone since with a delete event.
+	took := make(chan struct{}, 1) // a worker took an object from the queue
+	var passing sync.WaitGroup
+	passing.Go(func() {
+		for _, p := range pass {
+			for _, obj := range p.store.List() {
+				for q.Len() >= firstPassAhead {
+					select {
+					case <-took:
+					case <-ctx.Done():
+						return
+					}
+				}
+				p.enqueue(obj)
+			}
+		}
+	})
 
 	// Reconciles outlive the term by at most the budget: cut at once, a
 	// write may still land unseen; left unbounded, after a successor's.
@@ -182,15 +224,16 @@ func (l *Loop) Work(ctx context.Context) error {
 	}
 	for range l.workers {
 		wg.Go(func() {
-			for l.next(ctx, writes, q, primary.GetStore(), only) {
+			for l.next(ctx, writes, q, primary.GetStore(), only, took) {
 			}
 		})
 	}
 	<-ctx.Done()
 	q.ShutDown()
+	passing.Wait()
 	wg.Wait()
-	// What the term left queued goes with its queue (the next term queues
-	// every object again from its informer's initial events); taken out,
+	// What the term left queued goes with its queue (the next term's first
+	// pass queues every object again); taken out,
 	// so that the queue's depth metric does not keep saying it waits.
 	for q.Len() > 0 {
 		req, _ := q.Get()
@@ -204,10 +247,14 @@ func (l *Loop) Work(ctx context.Context) error {
 // term is over. With shard, an object the primary informer holds now in
 // another shard is not reconciled: a name deleted and made again gets a new
 // uid, maybe in another shard, whose owner reconciles it.
-func (l *Loop) next(ctx, writes context.Context, q workqueue.TypedRateLimitingInterface[Request], store cache.Store, shard *Shard) bool {
+func (l *Loop) next(ctx, writes context.Context, q workqueue.TypedRateLimitingInterface[Request], store cache.Store, shard *Shard, took chan<- struct{}) bool {
 	req, shutdown := q.Get()
 	if shutdown {
 		return false
+	}
+	select {
+	case took <- struct{}{}:
+	default: // the first pass has been told already
 	}
 	defer q.Done(req)
 	if ctx.Err() != nil {
@@ -255,6 +302,13 @@ func (l *Loop) call(ctx context.Context, req Request) (res Result, err error) {
 		}
 	}()
 	return l.reconcile(ctx, req)
+}
+
+// firstPass is what a term's first pass queues: each object of store, by
+// enqueue.
+type firstPass struct {
+	store   cache.Store
+	enqueue func(any)
 }
 
 // ownerOf returns the name and uid of obj's controller owner of kind gk, in

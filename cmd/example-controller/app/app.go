@@ -112,7 +112,8 @@ func permissions(opts options) controller.Option {
 }
 
 // informer is the hash loop's informer: the labelled ConfigMaps, cached
-// with the hash of their data in place of the data (KeepDataHash).
+// with the hash of their data in place of the data, and of the metadata
+// only what the work reads (KeepDataHash).
 func informer(m *controller.Manager, core corev1client.ConfigMapsGetter) (*controller.Informer[*corev1.ConfigMap], error) {
 	return controller.NewInformer(m, core.ConfigMaps, controller.WithLabelSelector(Selector),
 		controller.WithInformerTransform(KeepDataHash))

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -186,6 +187,53 @@ func TestQueueDepthAfterTerm(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitValue(t, reg, "workqueue_depth", q, 0)
+}
+
+// TestFirstPassPaced: a term's first pass queues the objects the cache
+// holds as the workers take them, not all at once: with 1,000 ConfigMaps
+// and one worker the queue never holds more than 100 (a queue's maps keep
+// the size they once had), and every one is reconciled.
+func TestFirstPassPaced(t *testing.T) {
+	const n = 1000
+	cs := fake.NewClientset()
+	for i := range n {
+		if _, err := cs.CoreV1().ConfigMaps("app").Create(t.Context(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "app", Name: fmt.Sprintf("cm-%04d", i)}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, mx, cms := newMetricsManager(t, cs)
+	reg := mx.Registry()
+	q := map[string]string{"name": "cms", "controller": "cms"}
+	var mu sync.Mutex
+	seen, deepest := map[string]bool{}, 0.0
+	all := make(chan struct{})
+	loop := m.Loop("cms", cms, func(_ context.Context, req controller.Request) (controller.Result, error) {
+		depth, _ := value(t, reg, "workqueue_depth", q)
+		mu.Lock()
+		defer mu.Unlock()
+		deepest = max(deepest, depth)
+		if seen[req.Name] = true; len(seen) == n {
+			close(all)
+		}
+		return controller.Result{}, nil
+	}, controller.Workers(1))
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- m.Run(ctx, loop.Work) }()
+	select {
+	case <-all:
+	case <-time.After(30 * time.Second):
+		mu.Lock()
+		t.Errorf("%d of %d ConfigMaps reconciled after 30 s", len(seen), n)
+		mu.Unlock()
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if deepest > 100 {
+		t.Errorf("the queue held %v objects at once in the first pass; want at most 100", deepest)
+	}
 }
 
 // TestLeaderObserved counts changes of holder, not the first one seen.
