@@ -103,7 +103,9 @@
 // Manager.Loop makes a reconcile loop over an informer: a Reconciler
 // func(ctx, Request) (Result, error) is called for each object added,
 // changed or deleted (tombstones included), for each object the cache
-// holds when a term begins, for the owner of each object of an Owns
+// holds when a term begins (the first pass: queued as the workers take,
+// at most 100 waiting, so that N objects do not sit in the queue at
+// once), for the owner of each object of an Owns
 // informer that changes, again with backoff after an error (capped by
 // MaxBackoff) and after Result.RequeueAfter. The loop adds its handlers for
 // each leadership term and removes them after; Workers sets how many
