@@ -193,11 +193,20 @@ func (l *Loop) Work(ctx context.Context) error {
 		}
 		pass = append(pass, firstPass{o.informer.GetStore(), enqueueOwner})
 	}
-	// The first pass lists the caches after the handlers were added: an
-	// object there then is listed, or gone since with a delete event.
+	// The first pass lists the caches after the handlers were added and
+	// the informers synced (an object the informer adds before it has
+	// synced is an initial event too): an object there then is listed, or
+	// gone since with a delete event.
 	took := make(chan struct{}, 1) // a worker took an object from the queue
 	var passing sync.WaitGroup
 	passing.Go(func() {
+		synced := []cache.InformerSynced{primary.HasSynced}
+		for _, o := range l.owned {
+			synced = append(synced, o.informer.HasSynced)
+		}
+		if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+			return
+		}
 		for _, p := range pass {
 			for _, obj := range p.store.List() {
 				for q.Len() >= firstPassAhead {
