@@ -174,7 +174,7 @@ func (l *Loop) Work(ctx context.Context) error {
 	}); err != nil {
 		return fmt.Errorf("loop %s: %w", l.name, err)
 	}
-	pass := []firstPass{{primary.GetStore(), enqueue}}
+	pass := []firstPass{{primary, enqueue}}
 	for _, o := range l.owned {
 		enqueueOwner := func(obj any) {
 			if name, uid, ok := ownerOf(obj, o.owner); ok && (!sharded || shard.Contains(uid)) {
@@ -191,7 +191,7 @@ func (l *Loop) Work(ctx context.Context) error {
 		}); err != nil {
 			return fmt.Errorf("loop %s: %w", l.name, err)
 		}
-		pass = append(pass, firstPass{o.informer.GetStore(), enqueueOwner})
+		pass = append(pass, firstPass{o.informer, enqueueOwner})
 	}
 	// The first pass lists the caches after the handlers were added and
 	// the informers synced (an object the informer adds before it has
@@ -200,15 +200,19 @@ func (l *Loop) Work(ctx context.Context) error {
 	took := make(chan struct{}, 1) // a worker took an object from the queue
 	var passing sync.WaitGroup
 	passing.Go(func() {
-		synced := []cache.InformerSynced{primary.HasSynced}
-		for _, o := range l.owned {
-			synced = append(synced, o.informer.HasSynced)
+		var synced []cache.InformerSynced
+		for _, p := range pass {
+			synced = append(synced, p.informer.HasSynced)
 		}
 		if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 			return
 		}
 		for _, p := range pass {
-			for _, obj := range p.store.List() {
+			// Names, not objects: a listed object written meanwhile
+			// would stay alive in the list beside its new version
+			// (about 1 KiB each while N writes are under way).
+			store := p.informer.GetStore()
+			for _, key := range store.ListKeys() {
 				for q.Len() >= firstPassAhead {
 					select {
 					case <-took:
@@ -216,7 +220,9 @@ func (l *Loop) Work(ctx context.Context) error {
 						return
 					}
 				}
-				p.enqueue(obj)
+				if obj, exists, err := store.GetByKey(key); err == nil && exists {
+					p.enqueue(obj)
+				}
 			}
 		}
 	})
@@ -313,11 +319,11 @@ func (l *Loop) call(ctx context.Context, req Request) (res Result, err error) {
 	return l.reconcile(ctx, req)
 }
 
-// firstPass is what a term's first pass queues: each object of store, by
-// enqueue.
+// firstPass is what a term's first pass queues: each object the informer
+// holds, by enqueue.
 type firstPass struct {
-	store   cache.Store
-	enqueue func(any)
+	informer cache.SharedInformer
+	enqueue  func(any)
 }
 
 // ownerOf returns the name and uid of obj's controller owner of kind gk, in
