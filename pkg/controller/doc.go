@@ -107,8 +107,10 @@
 // at most 100 waiting, so that N objects do not sit in the queue at
 // once), for the owner of each object of an Owns
 // informer that changes, again with backoff after an error (capped by
-// MaxBackoff) and after Result.RequeueAfter. The loop adds its handlers for
-// each leadership term and removes them after; Workers sets how many
+// MaxBackoff) and after Result.RequeueAfter. The loop's handlers are added
+// once, before the informers start, and feed the queue of the term that
+// runs (none on a standby): a replica taking the lease gets no replay of
+// the informers' caches, only the first pass; Workers sets how many
 // objects are reconciled at once; a panic in the Reconciler is recovered,
 // counted and retried like an error. When the term ends no reconcile
 // starts, and the running ones keep their context for WorkBudget. Pass

@@ -6,7 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -67,6 +69,22 @@ type Loop struct {
 	owned      []owned
 	workers    int
 	maxBackoff time.Duration
+
+	// The handlers are added once, when the Loop is made, and feed the
+	// terms running (one, or one per shard held): added at each term's
+	// start, an informer would replay its whole cache to them, about 300
+	// bytes an object at once (3 MiB at 10,000) on the replica that just
+	// took the lease (issue 26, point 4).
+	handlersErr error                       // adding them failed: Work returns it
+	terms       atomic.Pointer[[]*loopTerm] // the terms running, read by the handlers
+	termsMu     sync.Mutex                  // serializes changes of terms
+}
+
+// loopTerm is one term of a Loop: its queue, and its shard (nil: all).
+type loopTerm struct {
+	q     workqueue.TypedRateLimitingInterface[Request]
+	shard *Shard
+	t     *term
 }
 
 type owned struct {
@@ -102,10 +120,121 @@ func (m *Manager) Loop(name string, primary cache.SharedInformer, reconcile Reco
 	for _, opt := range opts {
 		opt(l)
 	}
+	l.handlersErr = l.addHandlers(primary)
+	for _, o := range l.owned {
+		if err := l.addOwnedHandlers(o); err != nil && l.handlersErr == nil {
+			l.handlersErr = err
+		}
+	}
 	m.mu.Lock()
 	m.loops = append(m.loops, l)
 	m.mu.Unlock()
 	return l
+}
+
+// addHandlers adds to informer (the primary, or a shard's informer of it)
+// the handlers that queue each object changed for the terms whose shard
+// it is in. Initial adds are left to each term's first pass.
+func (l *Loop) addHandlers(informer cache.SharedInformer) error {
+	enqueue := func(obj any) {
+		for _, lt := range l.running() {
+			lt.add(obj)
+		}
+	}
+	return l.handle(informer, enqueue, func(_, obj any) { enqueue(obj) })
+}
+
+// addOwnedHandlers adds to an owned informer the handlers that queue the
+// owner of each object changed for the terms whose shard the owner is in.
+func (l *Loop) addOwnedHandlers(o owned) error {
+	enqueue := func(obj any) {
+		for _, lt := range l.running() {
+			lt.addOwner(obj, o.owner)
+		}
+	}
+	return l.handle(o.informer, enqueue, func(old, obj any) {
+		enqueue(old) // the owner may have changed
+		enqueue(obj)
+	})
+}
+
+// handle adds enqueue and update to informer as its handlers, for the
+// Loop's life. A panic in them is recovered as a panic of the work: logged,
+// counted, and the running terms fail with it.
+func (l *Loop) handle(informer cache.SharedInformer, enqueue func(any), update func(old, obj any)) error {
+	guard := func(f func()) {
+		defer func() {
+			if r := recover(); r != nil {
+				err := l.m.recovered("an event handler of loop "+l.name, r)
+				for _, lt := range l.running() {
+					lt.t.fail(err)
+				}
+			}
+		}()
+		f()
+	}
+	_, err := informer.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc: func(obj any, initial bool) {
+			if !initial && len(l.running()) > 0 {
+				guard(func() { enqueue(obj) })
+			}
+		},
+		UpdateFunc: func(old, obj any) {
+			if len(l.running()) > 0 {
+				guard(func() { update(old, obj) })
+			}
+		},
+		DeleteFunc: func(obj any) {
+			if len(l.running()) > 0 {
+				guard(func() { enqueue(obj) })
+			}
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("loop %s: add event handler: %w", l.name, err)
+	}
+	return nil
+}
+
+// add queues obj if it is in lt's shard.
+func (lt *loopTerm) add(obj any) {
+	if lt.shard != nil && !lt.shard.containsObject(obj) {
+		return
+	}
+	if name, err := cache.DeletionHandlingObjectToName(obj); err == nil {
+		lt.q.Add(name)
+	}
+}
+
+// addOwner queues obj's controller owner of kind owner if the owner is in
+// lt's shard.
+func (lt *loopTerm) addOwner(obj any, owner schema.GroupKind) {
+	if name, uid, ok := ownerOf(obj, owner); ok && (lt.shard == nil || lt.shard.Contains(uid)) {
+		lt.q.Add(name)
+	}
+}
+
+// running returns the terms running now.
+func (l *Loop) running() []*loopTerm {
+	if p := l.terms.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// begin adds lt to the terms the handlers feed; end removes it.
+func (l *Loop) begin(lt *loopTerm) {
+	l.termsMu.Lock()
+	defer l.termsMu.Unlock()
+	terms := append(slices.Clone(l.running()), lt)
+	l.terms.Store(&terms)
+}
+
+func (l *Loop) end(lt *loopTerm) {
+	l.termsMu.Lock()
+	defer l.termsMu.Unlock()
+	terms := slices.DeleteFunc(slices.Clone(l.running()), func(x *loopTerm) bool { return x == lt })
+	l.terms.Store(&terms)
 }
 
 // Loops runs the loops' works side by side, as one Work: it returns once
@@ -128,10 +257,11 @@ func Loops(loops ...*Loop) Work {
 	}
 }
 
-// Work is the loop as a Work for Manager.Run: for the term of ctx it adds
-// its event handlers (removed when the term ends), queues every object its
-// informers hold (the first pass, at most firstPassAhead waiting at once:
-// fed as the workers take), and runs the workers.
+// Work is the loop as a Work for Manager.Run: for the term of ctx its event
+// handlers (added once, when the Loop was made) feed a queue of the term's
+// own; it queues every object its informers hold (the first pass, at most
+// firstPassAhead waiting at once: fed as the workers take), and runs the
+// workers.
 // Once ctx is cancelled no reconcile starts; the running ones keep a
 // context that lives WorkBudget longer, then is cancelled, and Work returns
 // when they have.
@@ -149,54 +279,30 @@ func (l *Loop) Work(ctx context.Context) error {
 	if sub := l.m.shards.informerFor(l.primary, shard); sharded && sub != nil {
 		primary = sub
 	}
-	enqueue := func(obj any) {
-		if sharded && !shard.containsObject(obj) {
-			return
-		}
-		if name, err := cache.DeletionHandlingObjectToName(obj); err == nil {
-			q.Add(name)
-		}
+	if l.handlersErr != nil {
+		return l.handlersErr
 	}
-	// The handlers queue what changes during the term; the informers'
-	// initial events (their caches replayed as adds) are left to the
-	// first pass below, which queues the same objects a few at a time.
-	added := func(enqueue func(any)) func(any, bool) {
-		return func(obj any, initial bool) {
-			if !initial {
-				enqueue(obj)
-			}
-		}
+	t, ok := ctx.Value(termKey{}).(*term)
+	if !ok || t.m != l.m {
+		return fmt.Errorf("loop %s: Work needs the context Run gave the work", l.name)
 	}
-	if err := l.m.AddEventHandler(ctx, primary, cache.ResourceEventHandlerDetailedFuncs{
-		AddFunc:    added(enqueue),
-		UpdateFunc: func(_, obj any) { enqueue(obj) },
-		DeleteFunc: enqueue,
-	}); err != nil {
-		return fmt.Errorf("loop %s: %w", l.name, err)
+	var only *Shard
+	if sharded {
+		only = &shard
 	}
-	pass := []firstPass{{primary, enqueue}}
+	// From here on the handlers feed this term's queue; the first pass
+	// below queues what the informers held before.
+	lt := &loopTerm{q: q, shard: only, t: t}
+	l.begin(lt)
+	defer l.end(lt)
+	pass := []firstPass{{primary, lt.add}}
 	for _, o := range l.owned {
-		enqueueOwner := func(obj any) {
-			if name, uid, ok := ownerOf(obj, o.owner); ok && (!sharded || shard.Contains(uid)) {
-				q.Add(name)
-			}
-		}
-		if err := l.m.AddEventHandler(ctx, o.informer, cache.ResourceEventHandlerDetailedFuncs{
-			AddFunc: added(enqueueOwner),
-			UpdateFunc: func(old, obj any) {
-				enqueueOwner(old) // the owner may have changed
-				enqueueOwner(obj)
-			},
-			DeleteFunc: enqueueOwner,
-		}); err != nil {
-			return fmt.Errorf("loop %s: %w", l.name, err)
-		}
-		pass = append(pass, firstPass{o.informer, enqueueOwner})
+		pass = append(pass, firstPass{o.informer, func(obj any) { lt.addOwner(obj, o.owner) }})
 	}
-	// The first pass lists the caches after the handlers were added and
-	// the informers synced (an object the informer adds before it has
-	// synced is an initial event too): an object there then is listed, or
-	// gone since with a delete event.
+	// The first pass lists the caches after the term was added to the
+	// handlers' and the informers synced (an object the informer adds
+	// before it has synced is an initial event too): an object there then
+	// is listed, or gone since with a delete event.
 	took := make(chan struct{}, 1) // a worker took an object from the queue
 	var passing sync.WaitGroup
 	passing.Go(func() {
@@ -233,10 +339,6 @@ func (l *Loop) Work(ctx context.Context) error {
 	defer cut()
 	context.AfterFunc(ctx, func() { time.AfterFunc(l.m.WorkBudget(), cut) })
 	var wg sync.WaitGroup
-	var only *Shard
-	if sharded {
-		only = &shard
-	}
 	for range l.workers {
 		wg.Go(func() {
 			for l.next(ctx, writes, q, primary.GetStore(), only, took) {
@@ -244,6 +346,7 @@ func (l *Loop) Work(ctx context.Context) error {
 		})
 	}
 	<-ctx.Done()
+	l.end(lt)
 	q.ShutDown()
 	passing.Wait()
 	wg.Wait()

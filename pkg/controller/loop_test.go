@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/tools/cache"
 )
 
 // loopEnv is a Manager on a fake clientset with a ConfigMap informer and
@@ -319,4 +320,77 @@ func TestFirstPassKeepsNoObject(t *testing.T) {
 		}
 	}
 	t.Errorf("%d of the %d objects the cache held when the term began are alive after their new versions replaced them: the first pass keeps what it listed", alive, n)
+}
+
+// replayCounter is an informer that counts the handlers added to it after
+// it synced: each of those gets the whole cache replayed as adds.
+type replayCounter struct {
+	cache.SharedInformer
+	replays atomic.Int32
+}
+
+func (r *replayCounter) AddEventHandler(h cache.ResourceEventHandler) (cache.ResourceEventHandlerRegistration, error) {
+	if r.HasSynced() {
+		r.replays.Add(1)
+	}
+	return r.SharedInformer.AddEventHandler(h)
+}
+
+// A term's start adds no event handler: the loop's handlers were added
+// once, before the informers started, and feed each term's queue in turn.
+// Added at each term's start, they would get the informer's whole cache
+// replayed, about 300 bytes an object at once, on the replica that just
+// took the lease (issue 26, point 4). Each term still reconciles what
+// changes during it, and what the cache held when it began.
+func TestLoopTermStartReplaysNothing(t *testing.T) {
+	cs := fake.NewClientset(&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: "s0"}})
+	m, _ := newTestManager(t, cs, "a")
+	secrets, err := NewInformer(m, cs.CoreV1().Secrets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counted := &replayCounter{SharedInformer: secrets}
+	calls := make(chan string, 100)
+	l := m.Loop("test", counted, func(_ context.Context, req Request) (Result, error) {
+		calls <- req.Name
+		return Result{}, nil
+	})
+	want := func(name, what string) {
+		t.Helper()
+		for {
+			if got := within(t, calls, what); got == name {
+				return
+			}
+		}
+	}
+	terms := make(chan context.CancelFunc)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := runAsync(ctx, m, func(ctx context.Context) error {
+		for range 2 {
+			term, end := context.WithCancel(ctx)
+			terms <- end
+			if err := l.Work(term); err != nil {
+				return err
+			}
+		}
+		<-ctx.Done()
+		return nil
+	})
+	for i := range 2 {
+		end := within(t, terms, fmt.Sprintf("term %d", i+1))
+		want("s0", fmt.Sprintf("term %d: the cache's Secret reconciled (first pass)", i+1))
+		name := fmt.Sprintf("s%d", i+1)
+		if _, err := cs.CoreV1().Secrets(testNS).Create(t.Context(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: testNS, Name: name}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		want(name, fmt.Sprintf("term %d: a new Secret reconciled", i+1))
+		end()
+	}
+	cancel()
+	if err := within(t, done, "Run to return"); err != nil {
+		t.Errorf("Run = %v", err)
+	}
+	if n := counted.replays.Load(); n != 0 {
+		t.Errorf("%d handlers were added to the synced informer in two terms (each replays the whole cache); want none", n)
+	}
 }

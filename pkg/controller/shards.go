@@ -766,7 +766,7 @@ func (s *sharder) startShard(ctx context.Context, i int) ([]cache.InformerSynced
 	var running sync.WaitGroup
 	sh := Shard{Index: i, Count: s.count}
 	s.m.mu.Lock()
-	entries := slices.Clone(s.m.informers)
+	entries, loops := slices.Clone(s.m.informers), slices.Clone(s.m.loops)
 	s.m.mu.Unlock()
 	for _, e := range entries {
 		e.mu.Lock()
@@ -779,6 +779,15 @@ func (s *sharder) startShard(ctx context.Context, i int) ([]cache.InformerSynced
 		if err != nil {
 			s.m.log.Error("cannot make the shard's informer", "resource", e.what, "shard", i, "err", err)
 			continue
+		}
+		// The handlers of the Loops whose primary this is, before it
+		// starts: added later, it would replay its cache to them.
+		for _, l := range loops {
+			if eo, ok := l.primary.(entryOf); ok && eo.informerEntry() == e {
+				if err := l.addHandlers(inf); err != nil {
+					s.m.log.Error("cannot add a loop's handlers to the shard's informer", "resource", e.what, "shard", i, "err", err)
+				}
+			}
 		}
 		e.mu.Lock()
 		e.subs[i] = inf

@@ -4,8 +4,11 @@ package app
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
+	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/incluster/incluster/pkg/controller"
 )
@@ -44,6 +48,31 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// withResourceVersions gives the dynamic fake the API server's optimistic
+// concurrency for resource: each update (of the object or its status) sets
+// a new resourceVersion, and one that carries another than the stored
+// object's is a 409 Conflict. Without it an update of a stale copy (a
+// status written from a cache a step behind) silently reverts a newer spec,
+// which the API server never lets happen.
+func withResourceVersions(dyn *dynamicfake.FakeDynamicClient, resource schema.GroupVersionResource) {
+	var rv atomic.Int64
+	dyn.PrependReactor("update", resource.Resource, func(a k8stesting.Action) (bool, runtime.Object, error) {
+		u, ok := a.(k8stesting.UpdateAction).GetObject().(*unstructured.Unstructured)
+		if !ok {
+			return false, nil, nil
+		}
+		cur, err := dyn.Tracker().Get(resource, u.GetNamespace(), u.GetName())
+		if err != nil {
+			return false, nil, nil // the tracker answers
+		}
+		if have := cur.(metav1.Object).GetResourceVersion(); u.GetResourceVersion() != have {
+			return true, nil, apierrors.NewConflict(resource.GroupResource(), u.GetName(), errors.New("the object has been modified"))
+		}
+		u.SetResourceVersion(strconv.FormatInt(rv.Add(1), 10))
+		return false, nil, nil // the tracker stores it
+	})
+}
+
 // The Bundle loop on fakes: a Bundle gets its ConfigMap, owned by it, and a
 // Ready status for its generation and an Event; a new generation is
 // followed; the ConfigMap deleted by hand comes back.
@@ -51,6 +80,7 @@ func TestBundles(t *testing.T) {
 	cs := fake.NewClientset()
 	dyn := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(),
 		map[schema.GroupVersionResource]string{BundleResource: "BundleList"}, bundle("b1", 1, map[string]any{"a": "1"}))
+	withResourceVersions(dyn, BundleResource)
 	m, err := controller.NewForClientset(cs, "app", DefaultLease,
 		controller.WithAccessCheck(controller.AllowAll), controller.WithProbeAddress("0"), controller.WithIdentity("pod-a"),
 		controller.WithDynamicClient(dyn), controller.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
