@@ -18,9 +18,9 @@
 //
 // The informer caches only what the work reads: KeepDataHash, its
 // transform, keeps the hash of a ConfigMap's data in place of the data and,
-// of the metadata, the name, namespace, uid, resourceVersion and the hash
-// annotation, in string fields and no map (labels, the annotations and
-// managedFields are dropped), so
+// of the metadata, the name, namespace, uid, resourceVersion and whether
+// the hash annotation is written, in one string and no map (labels, the
+// annotations and managedFields are dropped), so
 // the cache of 10,000 ConfigMaps of 1 KiB holds a few MiB, not their data,
 // and does not grow when the hashes are written (docs/controller.md,
 // "Memory limit").

@@ -74,25 +74,28 @@ func writeSection[V any](h hash.Hash, m map[string]V, bytes func(V) []byte) {
 	}
 }
 
-// cachedMark starts the generateName of a ConfigMap that KeepDataHash has
-// reduced: no object from the API server has it (a generateName is a DNS
-// name's prefix, without a NUL).
-const cachedMark = "\x00"
+// The marks that start the generateName of a ConfigMap KeepDataHash has
+// reduced: the hash annotation is not (cachedMark) or is (cachedMarkWritten)
+// the data's hash. No object from the API server has them: a generateName
+// is a DNS name's prefix.
+const (
+	cachedMark        = "\x00"
+	cachedMarkWritten = "\x01"
+)
 
 // KeepDataHash is the hash loop's informer transform: it keeps of a
 // ConfigMap what the work reads, and nothing else. The work needs the hash
 // of the data, not the data, and of the metadata only the name, namespace,
-// uid, resourceVersion and the hash annotation written. So the cached copy
-// is the controller's own record, in fields of the ConfigMap no cached
-// object needs: generateName (read by the API server only when it creates
-// an object) holds cachedMark and the data's hash, selfLink (no longer set
-// since Kubernetes 1.20) the hash annotation written, sharing the data
-// hash's string when equal; data, binaryData, labels, annotations and
-// managedFields are dropped. No map is left: a Go map costs about 300
-// bytes even with one entry, 15 MB at 50,000 ConfigMaps (issue 26). A
-// cached object is as big before its hash is written as after: writing N
-// hashes grows nothing. Idempotent, as a transform must be: an object
-// already reduced passes unchanged. Read it with dataHash and writtenHash.
+// uid, resourceVersion and whether the hash annotation is the data's hash.
+// So the cached copy is the controller's own record: its generateName
+// (read by the API server only when it creates an object, so unused in a
+// cached copy) holds a mark that says whether the hash is written, then
+// the data's hash; data, binaryData, labels, annotations and managedFields
+// are dropped. No map is left: a Go map costs about 300 bytes even with one
+// entry, 15 MB at 50,000 ConfigMaps (issue 26). A cached object is as big
+// before its hash is written as after: writing N hashes grows nothing.
+// Idempotent, as a transform must be: an object already reduced passes
+// unchanged. Read it with dataHash and hashWritten.
 //
 // A transform runs on the informer's copy: nothing else may rely on the
 // dropped fields of a cached object (here nothing lists by label: the API
@@ -103,35 +106,42 @@ func KeepDataHash(obj any) (any, error) {
 	if err != nil || !ok {
 		return obj, err // a tombstone, or not a ConfigMap
 	}
-	if strings.HasPrefix(cm.GenerateName, cachedMark) {
+	if _, _, reduced := reducedHash(cm); reduced {
 		return cm, nil
 	}
-	sum := cachedMark + ConfigHash(cm)
-	written := cm.Annotations[HashAnnotation]
-	if written == sum[len(cachedMark):] {
-		written = sum[len(cachedMark):]
+	sum, mark := ConfigHash(cm), cachedMark
+	if cm.Annotations[HashAnnotation] == sum {
+		mark = cachedMarkWritten
 	}
-	cm.GenerateName, cm.SelfLink = sum, written
+	cm.GenerateName = mark + sum
 	cm.Labels, cm.Annotations, cm.Data, cm.BinaryData = nil, nil, nil, nil
 	return cm, nil
+}
+
+// reducedHash returns what KeepDataHash kept of cm, if it reduced cm.
+func reducedHash(cm *corev1.ConfigMap) (sum string, written, reduced bool) {
+	if sum, ok := strings.CutPrefix(cm.GenerateName, cachedMarkWritten); ok {
+		return sum, true, true
+	}
+	sum, ok := strings.CutPrefix(cm.GenerateName, cachedMark)
+	return sum, false, ok
 }
 
 // dataHash is the hash of cm's data: the one KeepDataHash kept, else
 // computed (an object cached whole).
 func dataHash(cm *corev1.ConfigMap) string {
-	if sum, ok := strings.CutPrefix(cm.GenerateName, cachedMark); ok {
+	if sum, _, ok := reducedHash(cm); ok {
 		return sum
 	}
 	return ConfigHash(cm)
 }
 
-// writtenHash is cm's hash annotation: the one KeepDataHash kept, else
-// read (an object cached whole).
-func writtenHash(cm *corev1.ConfigMap) string {
-	if strings.HasPrefix(cm.GenerateName, cachedMark) {
-		return cm.SelfLink
+// hashWritten says whether cm's hash annotation is the hash of its data.
+func hashWritten(cm *corev1.ConfigMap) bool {
+	if _, written, ok := reducedHash(cm); ok {
+		return written
 	}
-	return cm.Annotations[HashAnnotation]
+	return cm.Annotations[HashAnnotation] == ConfigHash(cm)
 }
 
 // configMapCache reads ConfigMaps from an informer's cache.
@@ -171,10 +181,10 @@ func (h *hasher) sync(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	sum := dataHash(cm)
-	if writtenHash(cm) == sum {
+	if hashWritten(cm) {
 		return nil
 	}
+	sum := dataHash(cm)
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
 		"resourceVersion": cm.ResourceVersion, // conditional: 409 Conflict if the ConfigMap changed since
 		"annotations":     map[string]string{HashAnnotation: sum, WriterAnnotation: h.identity},
