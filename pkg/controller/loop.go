@@ -162,35 +162,21 @@ func (l *Loop) addOwnedHandlers(o owned) error {
 // Loop's life. A panic in them is recovered as a panic of the work: logged,
 // counted, and the running terms fail with it.
 func (l *Loop) handle(informer cache.SharedInformer, enqueue func(any), update func(old, obj any)) error {
-	guard := func(f func()) {
-		defer func() {
-			if r := recover(); r != nil {
-				err := l.m.recovered("an event handler of loop "+l.name, r)
-				for _, lt := range l.running() {
-					lt.t.fail(err)
-				}
-			}
-		}()
-		f()
-	}
-	_, err := informer.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
+	h := cache.ResourceEventHandlerDetailedFuncs{
 		AddFunc: func(obj any, initial bool) {
-			if !initial && len(l.running()) > 0 {
-				guard(func() { enqueue(obj) })
+			if !initial {
+				enqueue(obj)
 			}
 		},
-		UpdateFunc: func(old, obj any) {
-			if len(l.running()) > 0 {
-				guard(func() { update(old, obj) })
-			}
-		},
-		DeleteFunc: func(obj any) {
-			if len(l.running()) > 0 {
-				guard(func() { enqueue(obj) })
-			}
-		},
-	})
-	if err != nil {
+		UpdateFunc: update,
+		DeleteFunc: enqueue,
+	}
+	failRunning := func(err error) {
+		for _, lt := range l.running() {
+			lt.t.fail(err)
+		}
+	}
+	if _, err := informer.AddEventHandler(l.m.guarded(h, "an event handler of loop "+l.name, failRunning)); err != nil {
 		return fmt.Errorf("loop %s: add event handler: %w", l.name, err)
 	}
 	return nil
@@ -293,8 +279,7 @@ func (l *Loop) Work(ctx context.Context) error {
 	// From here on the handlers feed this term's queue; the first pass
 	// below queues what the informers held before.
 	lt := &loopTerm{q: q, shard: only, t: t}
-	l.begin(lt)
-	defer l.end(lt)
+	l.begin(lt) // l.end(lt) once the term is over, below
 	pass := []firstPass{{primary, lt.add}}
 	for _, o := range l.owned {
 		pass = append(pass, firstPass{o.informer, func(obj any) { lt.addOwner(obj, o.owner) }})

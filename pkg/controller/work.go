@@ -125,22 +125,28 @@ func (m *Manager) AddEventHandler(ctx context.Context, informer cache.SharedInfo
 	if !ok || t.m != m {
 		return errors.New("controller: AddEventHandler needs the context Run gave the work")
 	}
-	guard := func(f func()) {
-		defer func() {
-			if r := recover(); r != nil {
-				t.fail(m.recovered("an event handler", r))
-			}
-		}()
-		f()
-	}
-	reg, err := informer.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
-		AddFunc:    func(obj any, initial bool) { guard(func() { h.OnAdd(obj, initial) }) },
-		UpdateFunc: func(old, obj any) { guard(func() { h.OnUpdate(old, obj) }) },
-		DeleteFunc: func(obj any) { guard(func() { h.OnDelete(obj) }) },
-	})
+	reg, err := informer.AddEventHandler(m.guarded(h, "an event handler", func(err error) { t.fail(err) }))
 	if err != nil {
 		return fmt.Errorf("add event handler: %w", err)
 	}
 	context.AfterFunc(ctx, func() { _ = informer.RemoveEventHandler(reg) })
 	return nil
+}
+
+// guarded is h with a panic in it recovered as a panic of the work:
+// logged, counted, and given to fail.
+func (m *Manager) guarded(h cache.ResourceEventHandler, where string, fail func(error)) cache.ResourceEventHandler {
+	guard := func(f func()) {
+		defer func() {
+			if r := recover(); r != nil {
+				fail(m.recovered(where, r))
+			}
+		}()
+		f()
+	}
+	return cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc:    func(obj any, initial bool) { guard(func() { h.OnAdd(obj, initial) }) },
+		UpdateFunc: func(old, obj any) { guard(func() { h.OnUpdate(old, obj) }) },
+		DeleteFunc: func(obj any) { guard(func() { h.OnDelete(obj) }) },
+	}
 }
