@@ -67,7 +67,7 @@ var (
 	atLimitMiB = flag.Int("atlimit", 0, "with -only memlimit: no bisection; only the example's check at this limit in MiB (2 replicas, every ConfigMap to hash, a handoff), for each -memlimit number")
 	peakNs     = flag.String("peakrss", "", "numbers of ConfigMaps for the three controllers' peak RSS without a limit, as processes (\"\" skips it; -only peakrss defaults to 10000,50000)")
 	shardsN    = flag.Int("shards", 0, "number of ConfigMaps for the sharded controller's peak RSS per replica with 1, 2 and 4 replicas (0 skips it; -only shards defaults to 50000)")
-	only       = flag.String("only", "", "run only this part: \"controller\" (binaries, cache sync, start to work, handoff, and the memory limit if -memlimit is set), \"startwork\" (start to work), \"memlimit\" (the memory limit; -memlimit defaults to 10000,50000) or \"shards\" (the sharded controller; -shards defaults to 50000)")
+	only       = flag.String("only", "", "run only this part: \"controller\" (binaries, cache sync, start to work, handoff, and the memory limit if -memlimit is set), \"binaries\" (the controllers' binary sizes), \"startwork\" (start to work), \"memlimit\" (the memory limit; -memlimit defaults to 10000,50000) or \"shards\" (the sharded controller; -shards defaults to 50000)")
 )
 
 func main() {
@@ -124,7 +124,7 @@ func run() error {
 		if err := clientRows(ctx, pod, minimal, add, ptr); err != nil {
 			return err
 		}
-	case "controller", "startwork":
+	case "controller", "startwork", "binaries":
 	case "memlimit":
 		if *memNs == "" {
 			*memNs = "10000,50000"
@@ -138,7 +138,7 @@ func run() error {
 			*shardsN = 50000
 		}
 	default:
-		return fmt.Errorf("-only %q: want \"controller\", \"startwork\", \"memlimit\", \"peakrss\" or \"shards\"", *only)
+		return fmt.Errorf("-only %q: want \"controller\", \"binaries\", \"startwork\", \"memlimit\", \"peakrss\" or \"shards\"", *only)
 	}
 	memCounts, err := counts("-memlimit", *memNs)
 	if err != nil {
@@ -152,10 +152,12 @@ func run() error {
 	// 6. Controller scale: the binaries, filling a cache, the start to the
 	// first write, the handoff, the smallest memory limit.
 	controllerParts := *only == "" || *only == "controller"
-	if controllerParts {
+	if controllerParts || *only == "binaries" {
 		if err := controllerBinaries(add); err != nil {
 			return err
 		}
+	}
+	if controllerParts {
 		if *cacheNs != "" {
 			if err := cacheSync(ctx, cs, pod, add); err != nil {
 				return err

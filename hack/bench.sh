@@ -18,7 +18,9 @@
 # memory limits alone, with 10,000 and 50,000 ConfigMaps; "-only peakrss"
 # for the three controllers' peak RSS without a limit, as processes, with
 # 10,000 and 50,000 (or add "-peakrss 10000,50000" to "-only memlimit" for
-# both in one run); "-only shards" for
+# both in one run); "-only binaries" for the controllers' binary sizes
+# alone (the example's next to controller-runtime's, with its default
+# metrics server and with kubebuilder's secured one); "-only shards" for
 # the sharded controller's peak RSS per replica with 1, 2 and 4 replicas and
 # 50,000 ConfigMaps, the API server filtering and not, "-shards N" to add it
 # to a run).
