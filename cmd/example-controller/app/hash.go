@@ -95,7 +95,7 @@ const (
 // entry, 15 MB at 50,000 ConfigMaps (issue 26). A cached object is as big
 // before its hash is written as after: writing N hashes grows nothing.
 // Idempotent, as a transform must be: an object already reduced passes
-// unchanged. Read it with dataHash and hashWritten.
+// unchanged. Read it with cachedHash.
 //
 // A transform runs on the informer's copy: nothing else may rely on the
 // dropped fields of a cached object (here nothing lists by label: the API
@@ -127,21 +127,15 @@ func reducedHash(cm *corev1.ConfigMap) (sum string, written, reduced bool) {
 	return sum, false, ok
 }
 
-// dataHash is the hash of cm's data: the one KeepDataHash kept, else
-// computed (an object cached whole).
-func dataHash(cm *corev1.ConfigMap) string {
-	if sum, _, ok := reducedHash(cm); ok {
-		return sum
+// cachedHash returns the hash of cm's data and whether cm's hash annotation
+// is that hash: what KeepDataHash kept, else computed (an object cached
+// whole).
+func cachedHash(cm *corev1.ConfigMap) (sum string, written bool) {
+	if sum, written, ok := reducedHash(cm); ok {
+		return sum, written
 	}
-	return ConfigHash(cm)
-}
-
-// hashWritten says whether cm's hash annotation is the hash of its data.
-func hashWritten(cm *corev1.ConfigMap) bool {
-	if _, written, ok := reducedHash(cm); ok {
-		return written
-	}
-	return cm.Annotations[HashAnnotation] == ConfigHash(cm)
+	sum = ConfigHash(cm)
+	return sum, cm.Annotations[HashAnnotation] == sum
 }
 
 // configMapCache reads ConfigMaps from an informer's cache.
@@ -181,10 +175,10 @@ func (h *hasher) sync(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	if hashWritten(cm) {
+	sum, written := cachedHash(cm)
+	if written {
 		return nil
 	}
-	sum := dataHash(cm)
 	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
 		"resourceVersion": cm.ResourceVersion, // conditional: 409 Conflict if the ConfigMap changed since
 		"annotations":     map[string]string{HashAnnotation: sum, WriterAnnotation: h.identity},

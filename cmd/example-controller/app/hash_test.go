@@ -330,6 +330,8 @@ func TestKeepDataHash(t *testing.T) {
 	cm.BinaryData = map[string][]byte{"b": {1, 2}}
 	cm.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}
 	want := ConfigHash(cm)
+	dataHash := func(cm *corev1.ConfigMap) string { sum, _ := cachedHash(cm); return sum }
+	hashWritten := func(cm *corev1.ConfigMap) bool { _, written := cachedHash(cm); return written }
 	obj, err := KeepDataHash(cm.DeepCopy())
 	if err != nil {
 		t.Fatal(err)
